@@ -1,0 +1,174 @@
+"""AK-Net (Action Keypoint Network) and the TSM-ResNet baseline.
+
+Paper: "Action Keypoint Network for Efficient Video Recognition", IEEE TIP 2022
+(arXiv 2201.06304). Our reading of it is in shared/design/aknet.md: a frame
+encoder up to stage ``cut``, attention scores over every spatio-temporal
+point, top-K keypoints ranked into a sequence, and the later ResNet stages
+compacted to 1D convolutions over that sequence.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import ops  # noqa: F401  (registers the aknet:: custom ops)
+from .backbone import FrameEncoder, State, make_stage, stage_channels
+from .config import ModelConfig
+from .errors import ConfigError, InputShapeError
+
+
+def compact_kernel(w2d: Tensor, mode: str = "sum") -> Tensor:
+    """Turn a 2D conv weight (O, I, kh, kw) into a 1D one (O, I, kh).
+
+    ``sum`` adds the kernel's width axis (a 1D conv over a constant row then
+    matches the 2D conv), ``center`` keeps the middle column, ``mean`` averages.
+    """
+    if w2d.dim() != 4:
+        raise ConfigError(f"compact_kernel expects a 4D conv weight (O, I, kh, kw), got shape {tuple(w2d.shape)}")
+    if mode == "sum":
+        return w2d.sum(dim=-1)
+    if mode == "center":
+        return w2d[..., w2d.shape[-1] // 2].clone()
+    if mode == "mean":
+        return w2d.mean(dim=-1)
+    raise ConfigError(f"compact mode {mode!r} is not supported; expected sum, center or mean")
+
+
+def check_clip(x: Tensor, cfg: ModelConfig, frames: int | None = None) -> None:
+    """Reject a wrongly shaped or typed clip with a message that says what to pass."""
+    t = cfg.clip.frames if frames is None else frames
+    want = f"(B, {t}, 3, {cfg.clip.size}, {cfg.clip.size})"
+    if not isinstance(x, Tensor):
+        raise InputShapeError(f"expected a torch.Tensor clip of shape {want}, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise InputShapeError(
+            f"expected a float clip normalised with the config's mean/std, got dtype {x.dtype}; "
+            "use aknet_edge.preprocess.preprocess_clip on uint8 frames"
+        )
+    if x.dim() != 5 or tuple(x.shape[1:]) != (t, 3, cfg.clip.size, cfg.clip.size):
+        raise InputShapeError(f"expected a clip of shape {want}, got {tuple(x.shape)}")
+
+
+class KeypointScorer(nn.Module):
+    """Self-attention score of every point, summing to 1 over the N points.
+
+    ``global``: G learned queries offset from the clip's mean feature attend
+    over all points, O(G*N*d). ``pairwise``: the mean attention each point
+    receives from every other point, in chunks, O(N^2*d), for comparison.
+    """
+
+    def __init__(self, cfg: ModelConfig, channels: int) -> None:
+        super().__init__()
+        d = cfg.attn_dim
+        self.kind = cfg.scorer
+        self.key = nn.Linear(channels, d)
+        self.pos = nn.Linear(3, d)
+        self.query = nn.Linear(channels, d)
+        self.embed = nn.Parameter(torch.randn(cfg.queries, d) * 0.02)
+        self.scale = 1.0 / math.sqrt(d)
+
+    def forward(self, f: Tensor, coords: Tensor) -> Tensor:
+        k = self.key(f) + self.pos(coords)  # (B, N, d)
+        if self.kind == "global":
+            q = self.query(f.mean(dim=1)).unsqueeze(1) + self.embed  # (B, G, d)
+            return torch.softmax(q @ k.transpose(1, 2) * self.scale, dim=-1).mean(dim=1)
+        q = self.query(f) + self.pos(coords)
+        received = torch.zeros(f.shape[:2], dtype=f.dtype, device=f.device)
+        for q_chunk in q.split(512, dim=1):
+            attn = torch.softmax(q_chunk @ k.transpose(1, 2) * self.scale, dim=-1)
+            received = received + attn.sum(dim=1)
+        return received / f.shape[1]
+
+
+class AKNet(nn.Module):
+    """Clip (B, T, 3, H, W) -> (logits, keypoints (B, K, 3) as normalised (t, y, x), scores (B, K))."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.arch != "aknet":
+            raise ConfigError(f"AKNet needs arch='aknet', got {cfg.arch!r}")
+        self.cfg = cfg
+        self.encoder = FrameEncoder(cfg)
+        c = self.encoder.out_channels
+        self.register_buffer("grid_coords", _grid_coords(cfg.grid), persistent=False)
+        self.scorer = KeypointScorer(cfg, c)
+        self.coord_proj = nn.Linear(3, c)
+        for i in range(cfg.cut + 1, 5):
+            self.add_module(f"layer{i}", make_stage(cfg, i, 1, cfg.stride_1d, shifted=False))
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.fc = nn.Linear(stage_channels(cfg)[4], cfg.num_classes)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        check_clip(x, self.cfg)
+        feats, _ = self.encoder(x)
+        return self.head(feats)
+
+    def head(self, feats: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Frame features (B*T, C, h, w) -> outputs; the clip head of the streaming split."""
+        t, h, w = self.cfg.grid
+        c = feats.shape[1]
+        f = feats.reshape(-1, t, c, h * w).permute(0, 1, 3, 2).reshape(-1, t * h * w, c)  # flat = t*h*w + y*w + x
+        coords_all = self.grid_coords.unsqueeze(0).expand(f.shape[0], -1, -1)
+        scores = self.scorer(f, coords_all)
+        kept, idx, kept_scores = torch.ops.aknet.keypoint_select(f, scores, self.cfg.num_keypoints, self.cfg.gate_max)
+        kept, idx, kept_scores = torch.ops.aknet.keypoint_rank(kept, idx, kept_scores, self.cfg.criterion, [t, h, w])
+        coords = self.grid_coords[idx]  # (B, K, 3)
+        z = (kept + self.coord_proj(coords)).transpose(1, 2)  # (B, C, K)
+        for i in range(self.cfg.cut + 1, 5):
+            z, _ = getattr(self, f"layer{i}")(z)
+        logits = self.fc(self.dropout(z.mean(dim=2)))
+        return logits, coords, kept_scores
+
+    def encode_frame(self, frame: Tensor, states: State | None = None) -> tuple[Tensor, State]:
+        """One frame (B, 3, H, W) -> features (B, C, h, w) and the next online shift state."""
+        if self.cfg.shift == "offline":
+            raise ConfigError("shift='offline' needs the future frame; frame-by-frame encoding needs 'none' or 'online'")
+        if states is None:
+            states = self.encoder.init_state(frame.shape[0], frame.dtype)
+        return self.encoder(frame.unsqueeze(1), states if states else None)
+
+
+class TSMBaseline(nn.Module):
+    """TSM-ResNet on the same code: the same frame encoder, later stages in 2D, average over T."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.arch != "tsm":
+            raise ConfigError(f"TSMBaseline needs arch='tsm', got {cfg.arch!r}")
+        self.cfg = cfg
+        self.encoder = FrameEncoder(cfg)
+        for i in range(cfg.cut + 1, 5):
+            self.add_module(f"layer{i}", make_stage(cfg, i, 2, 2, shifted=True))
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.fc = nn.Linear(stage_channels(cfg)[4], cfg.num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_clip(x, self.cfg)
+        b, t = x.shape[:2]
+        y, _ = self.encoder(x)
+        for i in range(self.cfg.cut + 1, 5):
+            y, _ = getattr(self, f"layer{i}")(y, t)
+        logits = self.fc(self.dropout(F.adaptive_avg_pool2d(y, 1).flatten(1)))
+        return logits.view(b, t, -1).mean(dim=1)
+
+
+def _grid_coords(grid: tuple[int, int, int]) -> Tensor:
+    from .keys import grid_coords, normalised_coords
+
+    flat = grid_coords(grid)
+    t, h, w = grid
+    return torch.from_numpy(normalised_coords(flat[:, 0] * h * w + flat[:, 1] * w + flat[:, 2], grid))
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """The registry: config in, untrained model out."""
+    return AKNet(cfg) if cfg.arch == "aknet" else TSMBaseline(cfg)
+
+
+def logits_of(output: Tensor | tuple[Tensor, ...]) -> Tensor:
+    """Logits from either model's forward output."""
+    return output[0] if isinstance(output, tuple) else output

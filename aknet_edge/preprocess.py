@@ -1,0 +1,56 @@
+"""The one preprocessing definition shared by training, calibration and the runtime.
+
+NumPy + OpenCV only (no torch), so the runtime on a robot preprocesses frames
+exactly as training did: resize to the clip size, reorder colour, scale to
+[0, 1], normalise with the config's mean/std, lay out as (T, 3, S, S).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from .config import ClipSpec
+from .errors import InputShapeError
+
+
+def preprocess_clip(frames: np.ndarray | Sequence[np.ndarray], spec: ClipSpec, color: str = "RGB") -> np.ndarray:
+    """uint8 frames (T, H, W, 3) in ``color`` order -> float32 (T, 3, S, S) model input."""
+    if len(frames) != spec.frames:
+        raise InputShapeError(f"expected {spec.frames} frames for one clip, got {len(frames)}")
+    out = np.empty((spec.frames, 3, spec.size, spec.size), dtype=np.float32)
+    for i, frame in enumerate(frames):
+        out[i] = preprocess_frame(frame, spec, color)
+    return out
+
+
+def preprocess_frame(frame: np.ndarray, spec: ClipSpec, color: str = "RGB") -> np.ndarray:
+    """One uint8 (H, W, 3) frame -> float32 (3, S, S)."""
+    frame = np.asarray(frame)
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise InputShapeError(
+            f"expected a uint8 colour frame of shape (H, W, 3), got {frame.dtype} {frame.shape}"
+        )
+    if frame.shape[:2] != (spec.size, spec.size):
+        interp = cv2.INTER_AREA if min(frame.shape[:2]) > spec.size else cv2.INTER_LINEAR
+        frame = cv2.resize(frame, (spec.size, spec.size), interpolation=interp)
+    if color != spec.color:
+        frame = frame[:, :, ::-1]
+    x = frame.astype(np.float32) * (1.0 / 255.0)
+    x = (x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def preprocess_batch(clips: np.ndarray, spec: ClipSpec, color: str = "RGB") -> np.ndarray:
+    """uint8 (B, T, H, W, 3) -> float32 (B, T, 3, S, S); a fast path when frames are already S x S."""
+    clips = np.asarray(clips)
+    if clips.ndim != 5:
+        raise InputShapeError(f"expected clips of shape (B, T, H, W, 3), got {clips.shape}")
+    if clips.shape[2:4] != (spec.size, spec.size) or clips.dtype != np.uint8:
+        return np.stack([preprocess_clip(c, spec, color) for c in clips])
+    x = clips[..., ::-1] if color != spec.color else clips
+    x = x.astype(np.float32) * (1.0 / 255.0)
+    x = (x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    return np.ascontiguousarray(x.transpose(0, 1, 4, 2, 3))

@@ -1,0 +1,59 @@
+"""The design card's layout: export/, runtime/, calibration/ install as aknet_edge.* in both install modes."""
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+SUBPACKAGES = ("export", "runtime", "calibration")
+PROBE = (
+    "import site, sys; site.addsitedir(sys.argv[1]); "
+    "import aknet_edge.export as e, aknet_edge.runtime as r, aknet_edge.calibration as c; "
+    "print(e.__file__); print(r.__file__); print(c.__file__)\n"
+    "try:\n    import runtime\nexcept ImportError:\n    print('no-top-level')\n"
+)
+
+
+def _pip(*args: str, cwd: Path = REPO) -> None:
+    proc = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, cwd=str(cwd), timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _probe(site_dir: Path, tmp_path: Path) -> list[str]:
+    # -S: only the given site dir (not the test env's own install); run outside the repo
+    proc = subprocess.run([sys.executable, "-S", "-c", PROBE, str(site_dir)], capture_output=True, text=True,
+                          cwd=str(tmp_path), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
+@pytest.mark.slow
+def test_wheel_install_maps_subpackages(tmp_path):
+    _pip("wheel", ".", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"))
+    wheel = next((tmp_path / "dist").glob("*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    for sub in SUBPACKAGES:
+        assert f"aknet_edge/{sub}/__init__.py" in names
+        assert not any(n.startswith(f"{sub}/") for n in names), f"generic top-level {sub}/ in the wheel"
+    assert "aknet_edge/weights/demo-tiny.safetensors" in names
+    target = tmp_path / "site"
+    _pip("install", "--no-deps", "--target", str(target), str(wheel))
+    out = _probe(target, tmp_path)
+    for line, sub in zip(out[:3], SUBPACKAGES):
+        assert Path(line).is_relative_to(target / "aknet_edge" / sub)
+    assert out[3] == "no-top-level"
+
+
+@pytest.mark.slow
+def test_editable_install_maps_subpackages(tmp_path):
+    prefix = tmp_path / "prefix"
+    _pip("install", "--no-deps", "--no-build-isolation", "--prefix", str(prefix), "-e", ".")
+    site_dir = next(prefix.glob("lib/python*/site-packages"))
+    out = _probe(site_dir, tmp_path)
+    for line, sub in zip(out[:3], SUBPACKAGES):
+        assert Path(line) == REPO / sub / "__init__.py"
+    assert out[3] == "no-top-level"
