@@ -1,0 +1,230 @@
+"""Export: custom nodes with bodies, lowering per target, parity with PyTorch, the split graphs."""
+
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from aknet_edge.config import preset
+from aknet_edge.errors import ConfigError
+from aknet_edge.export.check import check, errors
+from aknet_edge.export.functions import REFERENCE_OPS
+from aknet_edge.export.lower import lower
+from aknet_edge.export.onnx_export import split_names, to_onnx, to_split_onnx
+from aknet_edge.export.targets import TARGETS, TENSORRT_TARGETS
+from aknet_edge.model import build_model
+
+ort.set_default_logger_severity(3)
+
+
+def session(model: onnx.ModelProto) -> ort.InferenceSession:
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def _model(seed=0, **overrides):
+    torch.manual_seed(seed)
+    m = build_model(preset("demo-tiny", **overrides)).eval()
+    # non-trivial BN statistics so parity is tested on realistic activations
+    for mod in m.modules():
+        if isinstance(mod, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            mod.running_mean.uniform_(-0.2, 0.2)
+            mod.running_var.uniform_(0.5, 1.5)
+    return m
+
+
+@pytest.fixture(scope="module")
+def demo():
+    m = _model()
+    return m, to_onnx(m)
+
+
+def assert_parity(ref, out, ties_ok=False):
+    """logits within 1e-4; the same kept keypoints in the same order (exact coordinates)."""
+    logits, coords, scores = (t.numpy() for t in ref)
+    np.testing.assert_allclose(out[0], logits, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(out[2], scores, atol=1e-6, rtol=0)
+    if not ties_ok:
+        np.testing.assert_array_equal(out[1], coords)
+
+
+def test_custom_nodes_attributes_and_io(demo):
+    _, g = demo
+    custom = [n for n in g.graph.node if n.domain == "aknet"]
+    assert sorted(n.op_type for n in custom) == ["KeypointRank", "KeypointSelect"]
+    for n in custom:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+        assert attrs["plugin_version"] == b"1" and attrs["plugin_namespace"] == b""
+    assert {(f.domain, f.name) for f in g.functions} == {("aknet", "KeypointSelect"), ("aknet", "KeypointRank")}
+    assert [i.name for i in g.graph.input] == ["clip"]
+    assert [o.name for o in g.graph.output] == ["logits", "keypoints", "keypoint_scores"]
+    assert g.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert [d.dim_value for d in g.graph.input[0].type.tensor_type.shape.dim[1:]] == [8, 3, 112, 112]
+    assert [d.dim_value for d in g.graph.output[1].type.tensor_type.shape.dim[1:]] == [392, 3]
+    assert next(o.version for o in g.opset_import if o.domain == "") == 17
+    onnx.checker.check_model(g, full_check=True)
+
+
+def test_exporter_choice_is_torchscript_at_opset_17(demo):
+    """Pinned: the TorchScript exporter keeps one node per custom op; see onnx_export's docstring."""
+    _, g = demo
+    assert g.producer_name == "aknet_edge"
+    assert any(n.name == "/KeypointSelect" for n in g.graph.node)  # TorchScript exporter's node naming
+
+
+@pytest.mark.parametrize("criterion", ["hilbert", "raster", "score"])
+def test_custom_graph_and_every_lowering_match_pytorch(criterion):
+    m = _model(1, criterion=criterion)
+    g = to_onnx(m)
+    x = torch.randn(3, 8, 3, 112, 112)
+    with torch.no_grad():
+        ref = m(x)
+    assert_parity(ref, session(g).run(None, {"clip": x.numpy()}))
+    for target in TARGETS:
+        low = lower(g, target)
+        assert not errors(check(low, target)), target
+        assert not any(n.domain == "aknet" for n in low.graph.node)
+        assert_parity(ref, session(low).run(None, {"clip": x.numpy()}))
+
+
+def test_parity_on_synthetic_action_clips(demo):
+    from aknet_edge.evaluate import heldout_synthetic
+
+    m, g = demo
+    x, _ = heldout_synthetic(m.cfg, clips_per_class=1)
+    with torch.no_grad():
+        ref = m(torch.from_numpy(x))
+    low = lower(g, "tensorrt-8.5")
+    for graph in (g, low):
+        assert_parity(ref, session(graph).run(None, {"clip": x}))
+
+
+def test_reference_evaluator_runs_custom_nodes_with_numpy_ops(demo):
+    """The third face of each op: NumPy references plugged into onnx.reference."""
+    from onnx.reference import ReferenceEvaluator
+
+    m, g = demo
+    x = torch.randn(1, 8, 3, 112, 112)
+    with torch.no_grad():
+        ref = m(x)
+    g_no_bodies = onnx.ModelProto()
+    g_no_bodies.CopyFrom(g)
+    del g_no_bodies.functions[:]
+    out = ReferenceEvaluator(g_no_bodies, new_ops=REFERENCE_OPS).run(None, {"clip": x.numpy()})
+    np.testing.assert_allclose(out[0], ref[0].numpy(), atol=1e-4)
+    np.testing.assert_array_equal(out[1], ref[1].numpy())
+
+
+def test_exact_score_ties_only_change_which_tied_point_is_kept():
+    """Allowance: with tied scores at the cut, any tied point may be kept; everything else must agree."""
+    from aknet_edge.export.functions import select_function
+    from onnx import TensorProto, helper
+
+    k = 4
+    node = helper.make_node("KeypointSelect", ["f", "s"], ["kept", "idx", "vals"], domain="aknet", k=k, gate_max=4.0,
+                            plugin_version="1", plugin_namespace="")
+    graph = helper.make_graph(
+        [node], "ties",
+        [helper.make_tensor_value_info("f", TensorProto.FLOAT, [1, 8, 2]), helper.make_tensor_value_info("s", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info(n, t, None) for n, t in (("kept", TensorProto.FLOAT), ("idx", TensorProto.INT64), ("vals", TensorProto.FLOAT))],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("aknet", 1)],
+                              functions=[select_function()])
+    s = np.array([[0.1, 0.3, 0.2, 0.3, 0.2, 0.05, 0.2, 0.0]], np.float32)  # 0.2 three times across the cut
+    f = np.random.default_rng(0).normal(size=(1, 8, 2)).astype(np.float32)
+    from aknet_edge import ops
+
+    _, ref_idx, ref_vals = ops.keypoint_select(torch.from_numpy(f), torch.from_numpy(s), k, 4.0)
+    for graph in (model, lower(model, "tensorrt-8.5")):
+        _, idx, vals = session(graph).run(None, {"f": f, "s": s})
+        np.testing.assert_array_equal(vals, ref_vals.numpy())  # the kept scores never differ
+        untied = [i for i in ref_idx[0].tolist() if s[0, i] != 0.2]
+        assert set(untied) <= set(idx[0].tolist())  # all untied keepers agree
+        tied_kept = [i for i in idx[0].tolist() if s[0, i] == 0.2]
+        assert set(tied_kept) <= {2, 4, 6} and len(tied_kept) == 2
+
+
+def test_large_k_lowers_exactly_without_topk_over_3840():
+    """K > 3840 (TensorRT's TopK limit): multi-pass selection + compaction ranking give the reference result."""
+    cfg_kw = dict(clip={"size": 224}, keep_ratio=0.75)  # N = 6272, K = 4704
+    m = _model(2, **cfg_kw)
+    assert m.cfg.num_keypoints > 3840
+    g = to_onnx(m)
+    low = lower(g, "tensorrt-10")
+    topk_ks = [int(onnx.numpy_helper.to_array(i)[0]) for n in low.graph.node if n.op_type == "TopK"
+               for i in low.graph.initializer if i.name == n.input[1]]
+    assert topk_ks and max(topk_ks) <= 3840
+    assert not errors(check(low, "tensorrt-10"))
+    assert any(f.rule == "topk-k-limit" for f in check(lower(g, "onnxruntime"), "tensorrt-10"))
+    x = torch.randn(1, 8, 3, 224, 224)
+    with torch.no_grad():
+        ref = m(x)
+    assert_parity(ref, session(low).run(None, {"clip": x.numpy()}))
+
+
+def test_plugins_keep_custom_nodes_without_bodies(demo):
+    _, g = demo
+    low = lower(g, "tensorrt-10", plugins=["KeypointSelect"])
+    assert [n.op_type for n in low.graph.node if n.domain == "aknet"] == ["KeypointSelect"]
+    assert not low.functions
+    assert not errors(check(low, "tensorrt-10", plugins=("KeypointSelect",)))
+    with pytest.raises(ConfigError, match="TensorRT notion"):
+        lower(g, "onnxruntime", plugins=["KeypointSelect"])
+    with pytest.raises(ConfigError, match="unknown target"):
+        lower(g, "tensorrt-7")
+
+
+@pytest.mark.parametrize("shift", ["online", "none"])
+def test_split_graphs_match_whole_clip_graph(shift):
+    m = _model(3, shift=shift)
+    whole = session(to_onnx(m))
+    enc_g, head_g = to_split_onnx(m)
+    enc, head = session(enc_g), session(head_g)
+    state_in, state_out = split_names(m)
+    x = np.random.default_rng(0).normal(size=(2, 8, 3, 112, 112)).astype(np.float32)
+    want = whole.run(None, {"clip": x})
+    states = {n: np.zeros((2, *st.shape[1:]), np.float32) for n, st in zip(state_in, m.encoder.init_state(2))}
+    feats = []
+    for t in range(8):
+        outs = enc.run(None, {"frame": x[:, t], **states})
+        feats.append(outs[0])
+        states = dict(zip(state_in, outs[1:]))
+    got = head.run(None, {"features": np.stack(feats, axis=1)})
+    np.testing.assert_allclose(got[0], want[0], atol=1e-4, rtol=0)
+    np.testing.assert_array_equal(got[1], want[1])
+    if shift == "none":
+        assert not state_in
+    for target in TENSORRT_TARGETS[:1]:
+        assert not errors(check(lower(enc_g, target), target)) and not errors(check(lower(head_g, target), target))
+
+
+def test_bad_exports_fail_before_tracing(tmp_path):
+    with pytest.raises(ConfigError, match="offline"):
+        to_split_onnx(build_model(preset("demo-tiny", shift="offline")))
+    with pytest.raises(ConfigError, match="keypoints"):
+        preset("demo-tiny", keypoints=5000)
+    from aknet_edge.export.onnx_export import export_onnx
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OSError):
+        export_onnx(_model(), blocker / "sub" / "m.onnx")
+    assert list(tmp_path.iterdir()) == [blocker]
+
+
+def test_cli_check_exit_codes(tmp_path, demo):
+    _, g = demo
+    raw = tmp_path / "raw.onnx"
+    onnx.save(g, raw)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "aknet_edge.export", *a], capture_output=True, text=True)
+    bad = run("--check", str(raw), "--target", "tensorrt-8.5")
+    assert bad.returncode == 1 and "custom-node" in bad.stdout
+    low = tmp_path / "low.onnx"
+    onnx.save(lower(g, "tensorrt-8.5"), low)
+    good = run("--check", str(low), "--target", "tensorrt-8.5")
+    assert good.returncode == 0 and "clean" in good.stdout
+    nothing = run("--check", str(tmp_path / "missing.onnx"), "--target", "onnxruntime")
+    assert nothing.returncode == 2 and "error:" in nothing.stderr and "Traceback" not in nothing.stderr
