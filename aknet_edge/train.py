@@ -51,8 +51,8 @@ class TrainResult:
 
 
 def train(cfg: ModelConfig, tc: TrainConfig, data: str = "synthetic", out: str | Path | None = None,
-          progress: bool = True) -> TrainResult:
-    """Train from scratch with a fixed seed; checkpoint after every epoch when ``out`` is given."""
+          progress: bool = True, init: torch.nn.Module | None = None) -> TrainResult:
+    """Train with a fixed seed (from scratch, or continuing ``init``); checkpoint every epoch when ``out`` is given."""
     torch.manual_seed(tc.seed)
     np.random.seed(tc.seed)
     torch.set_num_threads(tc.threads)
@@ -64,6 +64,8 @@ def train(cfg: ModelConfig, tc: TrainConfig, data: str = "synthetic", out: str |
         x_all, y_all, bad = folder.load(cfg.clip)
         log.info("loaded %d clips from %s (%d unreadable, skipped)", len(y_all), data, bad)
     model = build_model(cfg)
+    if init is not None:
+        model.load_state_dict(init.state_dict())
     n_batches = (
         math.ceil(tc.clips_per_class * cfg.num_classes / tc.batch) if folder is None else math.ceil(len(y_all) / tc.batch)
     )
@@ -103,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m aknet_edge.train", description=__doc__.splitlines()[0])
     add_model_args(p)
     p.add_argument("--data", default="synthetic", help="'synthetic' or a folder with one sub-folder per class")
+    p.add_argument("--init", help="continue from this checkpoint (its config is used; a new LR schedule starts)")
     p.add_argument("--out", required=True, help="checkpoint path (.safetensors), rewritten after every epoch")
     d = TrainConfig()
     p.add_argument("--epochs", type=int, default=d.epochs)
@@ -114,10 +117,17 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.epochs < 1 or args.batch < 1 or args.clips_per_class < 1:
         raise DataError("--epochs, --batch and --clips-per-class must be positive")
-    cfg = config_from_args(args)
+    init = None
+    if args.init:
+        from .checkpoint import load_checkpoint
+
+        init = load_checkpoint(args.init)
+        cfg = init.cfg
+    else:
+        cfg = config_from_args(args)
     tc = TrainConfig(epochs=args.epochs, clips_per_class=args.clips_per_class, batch=args.batch, lr=args.lr,
                      seed=args.seed, threads=args.threads)
-    res = train(cfg, tc, data=args.data, out=args.out)
+    res = train(cfg, tc, data=args.data, out=args.out, init=init)
     print(f"trained {cfg.arch}/{cfg.backbone} in {res.seconds / 60:.1f} min; final loss "
           f"{np.mean(res.losses[-20:]):.4f}; checkpoint {args.out}")
     return 0

@@ -56,7 +56,7 @@ def select_function(opset: int = 17) -> onnx.FunctionProto:
         helper.make_node("Unsqueeze", ["gate", "axis2"], ["gate3"]),
         helper.make_node("Mul", ["gathered", "gate3"], ["kept"]),
     ]
-    nodes = _toposort(nodes, ["features", "scores"])
+    nodes = _toposort(nodes, ["features", "scores"], SELECT)
     return helper.make_function(
         DOMAIN, SELECT, ["features", "scores"], ["kept", "indices", "values"], nodes,
         [helper.make_opsetid("", opset)], attributes=["k", "gate_max", "plugin_version", "plugin_namespace"],
@@ -73,7 +73,8 @@ def rank_function(criterion: str, grid: tuple[int, int, int], opset: int = 17) -
     """
     outs = ["features_out", "indices_out", "scores_out"]
     if criterion == "score":
-        nodes = [helper.make_node("Identity", [i], [o]) for i, o in zip(["features", "indices", "scores"], outs)]
+        nodes = [helper.make_node("Identity", [i], [o], name=f"/{RANK}/Identity_{j}")
+                 for j, (i, o) in enumerate(zip(["features", "indices", "scores"], outs))]
     else:
         table = rank_keys(criterion, grid).astype(np.int64)
         nodes = [
@@ -96,15 +97,22 @@ def rank_function(criterion: str, grid: tuple[int, int, int], opset: int = 17) -
             helper.make_node("Expand", ["order3", "gather_shape"], ["order_c"]),
             helper.make_node("GatherElements", ["features", "order_c"], ["features_out"], axis=1),
         ]
-        nodes = _toposort(nodes, ["features", "indices", "scores"])
+        nodes = _toposort(nodes, ["features", "indices", "scores"], RANK)
     return helper.make_function(
         DOMAIN, RANK, ["features", "indices", "scores"], outs, nodes, [helper.make_opsetid("", opset)],
         attributes=["criterion", "grid", "plugin_version", "plugin_namespace"],
     )
 
 
-def _toposort(nodes: list[onnx.NodeProto], inputs: list[str]) -> list[onnx.NodeProto]:
-    """Order nodes so each runs after its producers (lets the bodies above be written readably)."""
+def _toposort(nodes: list[onnx.NodeProto], inputs: list[str], owner: str = "") -> list[onnx.NodeProto]:
+    """Order nodes so each runs after its producers (lets the bodies above be written readably).
+
+    ``owner`` names the nodes ``/<owner>/<op>_<i>`` so they stay recognisable after inlining
+    (precision conversion keeps them in float by that prefix).
+    """
+    if owner:
+        for i, n in enumerate(nodes):
+            n.name = f"/{owner}/{n.op_type}_{i}"
     ready = set(inputs)
     done: list[onnx.NodeProto] = []
     pending = list(nodes)

@@ -86,7 +86,7 @@ def select_function_multipass(k: int, opset: int = 17, max_k: int = TOPK_MAX_K) 
     ref.attribute.append(helper.make_attribute_ref("value_float", onnx.AttributeProto.FLOAT, ref_attr_name="gate_max"))
     nodes = [ref if (n.op_type == "Constant" and n.output[0] == "gate_max") else n for n in nodes]
     return helper.make_function(
-        DOMAIN, SELECT, ["features", "scores"], ["kept", "indices", "values"], _toposort(nodes, ["features", "scores"]),
+        DOMAIN, SELECT, ["features", "scores"], ["kept", "indices", "values"], _toposort(nodes, ["features", "scores"], SELECT),
         [helper.make_opsetid("", opset)], attributes=["k", "gate_max", "plugin_version", "plugin_namespace"],
     )
 
@@ -132,7 +132,7 @@ def rank_function_compaction(criterion: str, grid: tuple[int, int, int], opset: 
     # ScatterElements into a copy of the input itself: every slot 0..K-1 is written exactly once
     return helper.make_function(
         DOMAIN, RANK, ["features", "indices", "scores"], ["features_out", "indices_out", "scores_out"],
-        _toposort(nodes, ["features", "indices", "scores"]), [helper.make_opsetid("", opset)],
+        _toposort(nodes, ["features", "indices", "scores"], RANK), [helper.make_opsetid("", opset)],
         attributes=["criterion", "grid", "plugin_version", "plugin_namespace"],
     )
 
@@ -192,6 +192,9 @@ def _fold(m: onnx.ModelProto) -> onnx.ModelProto:
     _typed_constants(m.graph)
     graph = gs.import_onnx(m)
     graph.fold_constants().cleanup().toposort()
+    for i, node in enumerate(graph.nodes):
+        if not node.name:
+            node.name = f"/{node.op} _{i}".replace(" ", "")
     out = gs.export_onnx(graph)
     out.ir_version = m.ir_version
     del out.functions[:]

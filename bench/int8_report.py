@@ -1,0 +1,97 @@
+"""INT8 and FP16 against FP32 with ONNX Runtime on the CPU: accuracy, keypoint overlap, speed.
+
+One run, side by side: the FP32 graph, FP16, and INT8 Q/DQ with MinMax and
+Entropy calibration, each INT8 once with the scorer's feeding stage kept FP32
+(the default) and once fully quantized. Speed is the median batch-1 latency
+with 2 threads. Prints a table and writes JSON.
+
+    python bench/int8_report.py [--checkpoint aknet_edge/weights/demo-tiny.safetensors]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from aknet_edge.build import BASE_LOWERING, evaluate_variants
+from aknet_edge.calibration import convert_fp16, load_calibration_set, quantize_int8
+from aknet_edge.calibration.precision import scorer_feed_prefixes
+from aknet_edge.checkpoint import DEMO_WEIGHTS, load_checkpoint
+from aknet_edge.evaluate import heldout_synthetic
+from aknet_edge.export.lower import lower
+from aknet_edge.export.onnx_export import to_onnx
+from aknet_edge.io_utils import atomic_write_text
+
+
+def latency_ms(path: Path, x: np.ndarray, threads: int, repeats: int) -> float:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads, so.log_severity_level = threads, 1, 3
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    for _ in range(3):
+        sess.run(None, {"clip": x})
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        sess.run(None, {"clip": x})
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", default=str(DEMO_WEIGHTS))
+    p.add_argument("--calib-clips", type=int, default=64)
+    p.add_argument("--eval-clips-per-class", type=int, default=30)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--out", default="bench/results/int8_report.json")
+    args = p.parse_args(argv)
+    ort.set_default_logger_severity(3)
+    model = load_checkpoint(args.checkpoint)
+    cfg = model.cfg
+    graph = lower(to_onnx(model), BASE_LOWERING)
+    cal = load_calibration_set("synthetic", cfg.clip, args.calib_clips)
+    x, y = heldout_synthetic(cfg, args.eval_clips_per_class)
+    tail = scorer_feed_prefixes(cfg.cut)
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        files = {"fp32": t / "fp32.onnx", "fp16": t / "fp16.onnx"}
+        onnx.save(graph, files["fp32"])
+        onnx.save(convert_fp16(graph), files["fp16"])
+        methods = {}
+        for method in ("minmax", "entropy"):
+            for label, extra in (("stage kept fp32", tail), ("all quantized", ())):
+                name = f"int8 {method}, {label}"
+                files[name] = t / f"int8-{method}-{len(extra)}.onnx"
+                onnx.save(quantize_int8(graph, cal.clips, method, extra), files[name])
+                methods[name] = method
+        reports = evaluate_variants(files, x, y, methods, cfg.grid)
+        one = x[:1]
+        lat = {name: latency_ms(path, one, args.threads, args.repeats) for name, path in files.items()}
+    print(f"{args.checkpoint}: {len(y)} held-out synthetic clips, {len(cal.clips)} calibration clips; "
+          f"ONNX Runtime {ort.__version__} CPU, batch 1, {args.threads} threads\n")
+    print("| variant | top-1 % | agreement with FP32 % | keypoint IoU vs FP32 | latency ms | speed-up vs FP32 |")
+    print("|---|---|---|---|---|---|")
+    rows = []
+    for name, r in zip(files, reports):
+        rows.append({"variant": name, "top1": r.top1, "agreement": r.agreement, "keypoint_iou": r.keypoint_iou,
+                     "latency_ms": lat[name], "speedup": lat["fp32"] / lat[name]})
+        print(f"| {name} | {100 * r.top1:.2f} | {100 * r.agreement:.2f} | {r.keypoint_iou:.3f} | {lat[name]:.1f} | "
+              f"{lat['fp32'] / lat[name]:.2f}x |")
+    atomic_write_text(args.out, json.dumps({"command": " ".join(["python"] + sys.argv), "clips": int(len(y)),
+                                            "rows": rows}, indent=2))
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,131 @@
+"""Calibration clips: from videos, frame folders, a list file, or the synthetic generator.
+
+Clips are preprocessed by :func:`aknet_edge.preprocess.preprocess_clip`, the
+runtime's own function (the same object, re-exported here), so INT8 scales are
+measured on exactly what the engine will see. The preprocessed set is cached
+on disk, keyed by a hash of the files (path, size, mtime) and the settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aknet_edge.config import ClipSpec
+from aknet_edge.data import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_clip
+from aknet_edge.errors import DataError
+from aknet_edge.preprocess import preprocess_clip
+
+__all__ = ["CalibrationSet", "load_calibration_set", "preprocess_clip", "find_clips"]
+log = logging.getLogger(__name__)
+SYNTHETIC = "synthetic"
+SYNTHETIC_CALIB_SEED = 2_000_017  # disjoint from training (small) and held-out evaluation seeds
+
+
+@dataclass
+class CalibrationSet:
+    """Preprocessed clips (N, T, 3, S, S) float32 and how they were obtained."""
+
+    clips: np.ndarray
+    source: str
+    skipped: int
+    from_cache: bool
+
+
+def find_clips(source: str | os.PathLike) -> list[Path]:
+    """Video files and frame folders under a folder (recursively), or the paths listed in a text file."""
+    src = Path(source)
+    if not src.exists():
+        raise DataError(f"calibration data {src} does not exist; give a folder of videos or frame folders, "
+                        f"a text file listing them, or '{SYNTHETIC}'")
+    if src.is_file():
+        if src.suffix.lower() in VIDEO_SUFFIXES:
+            return [src]
+        lines = [ln.strip() for ln in src.read_text(encoding="utf-8").splitlines()]
+        paths = [(src.parent / ln) if not Path(ln).is_absolute() else Path(ln) for ln in lines if ln and not ln.startswith("#")]
+        if not paths:
+            raise DataError(f"list file {src} names no clips (one path per line expected)")
+        return paths
+    found: list[Path] = []
+    for root, dirs, files in os.walk(src):
+        dirs.sort()
+        rootp = Path(root)
+        if any(Path(f).suffix.lower() in IMAGE_SUFFIXES for f in files):
+            found.append(rootp)  # a frame folder
+            dirs[:] = []
+            continue
+        found += [rootp / f for f in sorted(files) if Path(f).suffix.lower() in VIDEO_SUFFIXES]
+    if not found:
+        raise DataError(f"no videos or frame folders under {src} (videos: {', '.join(sorted(VIDEO_SUFFIXES))})")
+    return found
+
+
+def _fingerprint(paths: list[Path], spec: ClipSpec, n: int, seed: int) -> str:
+    h = hashlib.sha256(json.dumps({"spec": asdict(spec), "n": n, "seed": seed}, sort_keys=True).encode())
+    for p in paths:
+        try:
+            st = p.stat()
+            h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+            if p.is_dir():
+                for f in sorted(p.iterdir()):
+                    fs = f.stat()
+                    h.update(f"{f.name}|{fs.st_size}|{fs.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{p}|missing\n".encode())
+    return h.hexdigest()[:16]
+
+
+def load_calibration_set(source: str, spec: ClipSpec, n_clips: int = 64, seed: int = 0,
+                         cache_dir: str | os.PathLike | None = None, progress: bool = False) -> CalibrationSet:
+    """Up to ``n_clips`` preprocessed clips, shuffled with ``seed``; unreadable clips are skipped and counted."""
+    if n_clips < 1:
+        raise DataError(f"--calib-clips {n_clips}: expected at least 1 clip")
+    if source == SYNTHETIC:
+        from aknet_edge.synthetic import CLASSES, make_dataset
+
+        per_class = max(1, -(-n_clips // len(CLASSES)))
+        clips, _ = make_dataset(per_class, seed=SYNTHETIC_CALIB_SEED + seed, frames=spec.frames, size=spec.size)
+        order = np.random.default_rng(seed).permutation(len(clips))[:n_clips]
+        x = np.stack([preprocess_clip(clips[i], spec) for i in order])
+        return CalibrationSet(x, SYNTHETIC, 0, False)
+    paths = find_clips(source)
+    order = np.random.default_rng(seed).permutation(len(paths))
+    paths = [paths[i] for i in order]
+    key = _fingerprint(paths, spec, n_clips, seed)
+    cache = Path(cache_dir) / f"calib-{key}.npz" if cache_dir else None
+    if cache is not None and cache.exists():
+        with np.load(cache) as z:
+            log.info("reusing cached calibration set %s (%d clips; data and settings unchanged)", cache, len(z["clips"]))
+            return CalibrationSet(z["clips"], str(source), int(z["skipped"]), True)
+    from tqdm import tqdm
+
+    xs, skipped = [], 0
+    for p in tqdm(paths, desc="calibration clips", disable=not progress, leave=False):
+        if len(xs) >= n_clips:
+            break
+        try:
+            xs.append(preprocess_clip(read_clip(p, spec.frames), spec))
+        except DataError as exc:
+            skipped += 1
+            log.warning("skipping unreadable calibration clip: %s", exc)
+    if not xs:
+        raise DataError(f"all {skipped} calibration clips under {source} were unreadable; check the files "
+                        "open with OpenCV (ffmpeg backend) or use frame folders")
+    if skipped:
+        log.warning("%d unreadable calibration clip(s) skipped, %d used", skipped, len(xs))
+    x = np.stack(xs)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.tmp-{os.getpid()}.npz")
+        np.savez(tmp, clips=x, skipped=np.array(skipped))
+        os.replace(tmp, cache)
+        stale = [c for c in cache.parent.glob("calib-*.npz") if c != cache]
+        if stale:
+            log.info("calibration data or settings changed: rebuilt %s", cache.name)
+    return CalibrationSet(x, str(source), skipped, False)

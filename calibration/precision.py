@@ -1,0 +1,99 @@
+"""Precision lives in the graph: an INT8 Q/DQ ONNX and an FP16 ONNX with the keypoint path kept in FP32.
+
+TensorRT 11 removed the FP16/INT8 builder flags and implicit calibration, so
+both variants are made here as ONNX graphs that a strongly typed build takes
+as they are, and that ONNX Runtime runs for the accuracy report.
+
+Kept in float in both: keypoint scoring (``/scorer``), the coordinate path
+(``/coord_proj``), and every node of selection and ranking (TopK, gathers,
+scatters, prefix sums).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from aknet_edge.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+FLOAT_PREFIXES = ("/scorer", "/coord_proj", "/KeypointSelect", "/KeypointRank")
+FLOAT_OP_TYPES = ("TopK", "CumSum", "ScatterElements", "GatherElements", "Gather", "Softmax", "Min", "Expand")
+
+
+def float_kept_nodes(model: onnx.ModelProto, extra_prefixes: tuple[str, ...] = ()) -> list[str]:
+    """Names of nodes that must stay FP32: the keypoint scoring, selection, ranking and coordinate path."""
+    prefixes = FLOAT_PREFIXES + tuple(extra_prefixes)
+    return [n.name for n in model.graph.node if n.name.startswith(prefixes) or n.op_type in FLOAT_OP_TYPES]
+
+
+def scorer_feed_prefixes(cut: int) -> tuple[str, ...]:
+    """The encoder stage whose output the scorer reads.
+
+    Top-K over near-equal attention scores is sensitive to small feature
+    errors, so INT8 keeps this last stage in float by default; the keypoint
+    overlap with and without it is measured by ``bench/int8_report.py``.
+    """
+    return (f"/encoder/layer{cut}/",)
+
+
+class _Reader:
+    """ONNX Runtime CalibrationDataReader over preprocessed clips, one clip per batch (scales do not depend on B)."""
+
+    def __init__(self, input_name: str, clips: np.ndarray) -> None:
+        self.input_name, self.clips = input_name, clips
+        self._it: Iterator | None = None
+        self.rewind()
+
+    def get_next(self):
+        return next(self._it, None)
+
+    def rewind(self) -> None:
+        self._it = iter({self.input_name: c[None].astype(np.float32)} for c in self.clips)
+
+
+def quantize_int8(model: onnx.ModelProto, clips: np.ndarray, method: str = "minmax",
+                  extra_float_prefixes: tuple[str, ...] = ()) -> onnx.ModelProto:
+    """Static INT8 Q/DQ: symmetric INT8 activations, per-channel symmetric INT8 weights, zero points 0."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if method not in CALIB_METHODS:
+        raise ConfigError(f"--calib-method {method!r}: expected one of {', '.join(CALIB_METHODS)}")
+    if len(clips) == 0:
+        raise DataError("no calibration clips: INT8 needs real clips to measure activation ranges")
+    cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+          "percentile": CalibrationMethod.Percentile}[method]
+    keep = float_kept_nodes(model, extra_float_prefixes)
+    with tempfile.TemporaryDirectory(prefix="aknet-q-") as tmp:
+        src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
+        onnx.save(model, src)
+        quantize_static(
+            str(src), str(dst), _Reader(model.graph.input[0].name, clips),
+            quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+            per_channel=True, calibrate_method=cm, op_types_to_quantize=["Conv", "Gemm", "MatMul"],
+            nodes_to_exclude=keep,
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                           "CalibTensorRangeSymmetric": True, "CalibMovingAverage": False,
+                           "QuantizeBias": False},  # TensorRT takes INT8 Q/DQ only: biases stay float
+        )
+        q = onnx.load(str(dst))
+    q.producer_name = "aknet_edge"
+    log.info("INT8 Q/DQ (%s): %d nodes kept in float", method, len(keep))
+    return q
+
+
+def convert_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """FP16 weights and activations, FP32 graph I/O, the keypoint path blocked from conversion."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    keep = float_kept_nodes(model)
+    out = convert_float_to_float16(model, keep_io_types=True, node_block_list=keep, disable_shape_infer=False)
+    out.producer_name = "aknet_edge"
+    return out
