@@ -394,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dla", type=int, help="Jetson DLA core (GPU fallback on)")
     p.add_argument("--target", default="auto", choices=("auto", *TARGETS))
     p.add_argument("--eval", dest="eval_data", default="synthetic", help="held-out data: 'synthetic' or a labelled folder")
+    p.add_argument("--eval-clips-per-class", type=int, default=30, help="held-out synthetic clips per class")
+    p.add_argument("--no-compare", action="store_true", help="skip the MinMax-vs-Entropy side-by-side INT8 report")
     p.add_argument("--out", default=DEFAULT_OUT)
     p.add_argument("--check-only", action="store_true", help="export, lower and check for the target; write nothing")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
@@ -418,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
                         precision=args.precision, calib=args.calib, calib_method=args.calib_method,
                         calib_clips=args.calib_clips, batch=batch, workspace_mb=args.workspace, dla=args.dla,
                         target=args.target, eval_data=args.eval_data, force=args.force,
+                        eval_clips_per_class=args.eval_clips_per_class, compare_methods=not args.no_compare,
                         require_engine=args.require_engine, progress=not args.no_progress)
     res = build(opts)
     n = len(res.variants[0:1]) and res.variants[0].clips

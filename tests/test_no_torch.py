@@ -8,7 +8,8 @@ BLOCK_TORCH = "import sys; sys.modules['torch'] = None\n"
 def test_runtime_modules_import_without_torch():
     code = BLOCK_TORCH + (
         "import aknet_edge, aknet_edge.runtime, aknet_edge.preprocess, aknet_edge.synthetic, "
-        "aknet_edge.keys, aknet_edge.config, aknet_edge.errors, aknet_edge.data\n"
+        "aknet_edge.keys, aknet_edge.config, aknet_edge.errors, aknet_edge.data, aknet_edge.package, "
+        "aknet_edge.runtime.trt, aknet_edge.runtime.device_memory\n"
         "from aknet_edge.config import preset\n"
         "from aknet_edge.preprocess import preprocess_clip\n"
         "from aknet_edge.synthetic import make_clip\n"

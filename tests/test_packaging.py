@@ -11,7 +11,7 @@ from conftest import REPO
 
 SUBPACKAGES = ("export", "runtime", "calibration")
 PROBE = (
-    "import site, sys; site.addsitedir(sys.argv[1]); "
+    "import site, sys; site.addsitedir(sys.argv[1]); sys.path.append(sys.argv[2]); "
     "import aknet_edge.export as e, aknet_edge.runtime as r, aknet_edge.calibration as c; "
     "print(e.__file__); print(r.__file__); print(c.__file__)\n"
     "try:\n    import runtime\nexcept ImportError:\n    print('no-top-level')\n"
@@ -24,8 +24,12 @@ def _pip(*args: str, cwd: Path = REPO) -> None:
 
 
 def _probe(site_dir: Path, tmp_path: Path) -> list[str]:
-    # -S: only the given site dir (not the test env's own install); run outside the repo
-    proc = subprocess.run([sys.executable, "-S", "-c", PROBE, str(site_dir)], capture_output=True, text=True,
+    # -S: the given site dir with its .pth files, then the test env's packages (numpy, ...) appended *without*
+    # their .pth files, so the test env's own editable aknet_edge cannot answer; run outside the repo
+    import sysconfig
+
+    purelib = sysconfig.get_paths()["purelib"]
+    proc = subprocess.run([sys.executable, "-S", "-c", PROBE, str(site_dir), purelib], capture_output=True, text=True,
                           cwd=str(tmp_path), timeout=60)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.split()
@@ -51,7 +55,8 @@ def test_wheel_install_maps_subpackages(tmp_path):
 @pytest.mark.slow
 def test_editable_install_maps_subpackages(tmp_path):
     prefix = tmp_path / "prefix"
-    _pip("install", "--no-deps", "--no-build-isolation", "--prefix", str(prefix), "-e", ".")
+    # --ignore-installed: never touch (uninstall) the test environment's own install of aknet-edge
+    _pip("install", "--no-deps", "--no-build-isolation", "--ignore-installed", "--prefix", str(prefix), "-e", ".")
     site_dir = next(prefix.glob("lib/python*/site-packages"))
     out = _probe(site_dir, tmp_path)
     for line, sub in zip(out[:3], SUBPACKAGES):

@@ -12,7 +12,7 @@ from aknet_edge.train import TrainConfig, train
 
 def test_a_few_steps_lower_the_loss(tmp_path):
     cfg = preset("demo-tiny")
-    tc = TrainConfig(epochs=1, clips_per_class=16, batch=16, lr=3e-3, seed=0, warmup=0.01)
+    tc = TrainConfig(epochs=1, clips_per_class=8, batch=16, lr=3e-3, seed=0, warmup=0.01)
     # one small synthetic set, visited three times: the loss must fall
     res = train(cfg.replace(dropout=0.0), TrainConfig(**{**tc.__dict__, "epochs": 3}), progress=False,
                 out=tmp_path / "m.safetensors")

@@ -1,0 +1,259 @@
+"""One inference interface over ONNX Runtime and TensorRT, chosen from the package.
+
+Why: the runtime above this module must not care which engine runs the model,
+and must import without torch, TensorRT or pycuda. Each backend runs the
+package's whole-clip graph (``infer_clip``) and, when the package carries the
+split graphs, the per-frame encoder and the clip head (``encode_frame``,
+``head``) used for incremental streaming.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from aknet_edge.errors import AknetError, ConfigError, DependencyError, InputShapeError
+from aknet_edge.package import Package
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "onnxruntime", "tensorrt")
+ONNX_PREFERENCE = ("fp32", "fp16", "int8")
+TRT_PREFERENCE = ("fp16", "int8", "fp32")
+
+
+class BackendError(AknetError, RuntimeError):
+    """The requested backend cannot run this package here."""
+
+
+@dataclass
+class ClipOutput:
+    """What the clip graph (or the head) returns, batch first."""
+
+    logits: np.ndarray  # (B, classes)
+    keypoints: np.ndarray  # (B, K, 3) normalised (t, y, x)
+    keypoint_scores: np.ndarray  # (B, K)
+
+
+State = list[np.ndarray]
+
+
+class Backend:
+    """Base: shape checks and the split-graph contract; subclasses run the graphs."""
+
+    name = "base"
+
+    def __init__(self, package: Package, precision: str) -> None:
+        self.package = package
+        self.precision = precision
+        io = package.manifest["io"]
+        self.frames = int(package.manifest["preprocessing"]["frames"])
+        self.state_names: list[str] = [i["name"] for i in io.get("frame_encoder", {}).get("inputs", [])
+                                       if i["name"] != "frame"]
+        self.state_shapes: list[tuple[int, ...]] = [
+            tuple(int(d) for d in i["shape"][1:]) for i in io.get("frame_encoder", {}).get("inputs", [])
+            if i["name"] != "frame"]
+        self.has_split = False
+
+    # -- contract
+    def infer_clip(self, clip: np.ndarray) -> ClipOutput:
+        """(T, 3, S, S) or (B, T, 3, S, S) float32 -> ClipOutput with a batch axis."""
+        clip = np.asarray(clip, dtype=np.float32)
+        if clip.ndim == 4:
+            clip = clip[None]
+        if clip.ndim != 5 or clip.shape[1] != self.frames:
+            raise InputShapeError(f"expected a clip (B, {self.frames}, 3, S, S), got {clip.shape}")
+        return self._outputs(self._run("clip", {"clip": np.ascontiguousarray(clip)}))
+
+    def zero_state(self, batch: int = 1) -> State:
+        """The encoder's initial shift state (zeros), one array per state input."""
+        return [np.zeros((batch, *s), np.float32) for s in self.state_shapes]
+
+    def encode_frame(self, frame: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        """(B, 3, S, S) frames + state -> (features (B, C, h, w), next state)."""
+        self._need_split()
+        frame = np.asarray(frame, dtype=np.float32)
+        if frame.ndim == 3:
+            frame = frame[None]
+        if len(state) != len(self.state_names):
+            raise InputShapeError(f"expected {len(self.state_names)} state arrays, got {len(state)}")
+        feed = {"frame": np.ascontiguousarray(frame)}
+        feed.update({n: np.ascontiguousarray(s, dtype=np.float32) for n, s in zip(self.state_names, state)})
+        out = self._run("frame_encoder", feed)
+        return out["features"], [out[f"{n}_out"] for n in self.state_names]
+
+    def head(self, features: np.ndarray) -> ClipOutput:
+        """(T, C, h, w) or (B, T, C, h, w) cached features -> ClipOutput."""
+        self._need_split()
+        features = np.asarray(features, dtype=np.float32)
+        if features.ndim == 4:
+            features = features[None]
+        if features.ndim != 5 or features.shape[1] != self.frames:
+            raise InputShapeError(f"expected features (B, {self.frames}, C, h, w), got {features.shape}")
+        return self._outputs(self._run("clip_head", {"features": np.ascontiguousarray(features)}))
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- helpers
+    def _need_split(self) -> None:
+        if not self.has_split:
+            raise BackendError(f"{self.package.root} has no frame_encoder/clip_head graphs for {self.name} "
+                               f"{self.precision}; run whole clips (incremental=False) or rebuild the package")
+
+    @staticmethod
+    def _outputs(out: dict[str, np.ndarray]) -> ClipOutput:
+        return ClipOutput(out["logits"], out["keypoints"], out["keypoint_scores"])
+
+    def _run(self, role: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+
+def _role_entries(package: Package, kind: str, precision: str) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for v in package.variants:
+        if v["kind"] == kind and v["precision"] == precision:
+            out[v.get("role", "clip")] = v
+    return out
+
+
+def _pick_precision(package: Package, kind: str, precision: str, preference: tuple[str, ...]) -> str:
+    have = [v["precision"] for v in package.variants if v["kind"] == kind and v.get("role", "clip") == "clip"]
+    if precision != "auto":
+        if precision not in have:
+            raise BackendError(f"{package.root} has no {kind} variant in {precision}; it has {sorted(set(have))}")
+        return precision
+    for p in preference:
+        if p in have:
+            return p
+    raise BackendError(f"{package.root} has no {kind} model; it has "
+                       f"{sorted({v['kind'] + ':' + v['precision'] for v in package.variants})}")
+
+
+class OnnxRuntimeBackend(Backend):
+    """ONNX Runtime: CPU by default; CUDA/TensorRT execution providers when installed and asked for."""
+
+    name = "onnxruntime"
+
+    def __init__(self, package: Package, precision: str = "auto", providers: list[str] | None = None,
+                 threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise DependencyError("the onnxruntime backend needs onnxruntime: pip install onnxruntime "
+                                  "(or onnxruntime-gpu)") from exc
+        precision = _pick_precision(package, "onnx", precision, ONNX_PREFERENCE)
+        super().__init__(package, precision)
+        available = ort.get_available_providers()
+        if providers is None:
+            providers = ["CPUExecutionProvider"]
+        missing = [p for p in providers if p not in available]
+        if missing:
+            raise BackendError(f"onnxruntime providers {missing} are not available here; available: {available}")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        opts.log_severity_level = 3
+        self.providers = providers
+        self._sessions: dict[str, Any] = {}
+        for role, entry in _role_entries(package, "onnx", precision).items():
+            self._sessions[role] = ort.InferenceSession(str(package.path(entry)), opts, providers=providers)
+        if "clip" not in self._sessions:
+            raise BackendError(f"{package.root}: no whole-clip onnx graph in {precision}")
+        self.has_split = {"frame_encoder", "clip_head"} <= set(self._sessions)
+
+    def _run(self, role: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        sess = self._sessions[role]
+        names = [o.name for o in sess.get_outputs()]
+        return dict(zip(names, sess.run(names, feed)))
+
+    def close(self) -> None:
+        self._sessions.clear()
+
+
+class TensorRTBackend(Backend):
+    """TensorRT engines from the package through :class:`~aknet_edge.runtime.trt.EngineRunner`."""
+
+    name = "tensorrt"
+
+    def __init__(self, package: Package, precision: str = "auto") -> None:
+        from aknet_edge.runtime import trt as rt
+
+        precision = _pick_precision(package, "tensorrt", precision, TRT_PREFERENCE)
+        super().__init__(package, precision)
+        self._runners: dict[str, Any] = {}
+        try:
+            for role, entry in _role_entries(package, "tensorrt", precision).items():
+                runner = rt.EngineRunner(package.path(entry))
+                runner.__enter__()
+                self._runners[role] = runner
+        except BaseException:
+            self.close()
+            raise
+        self.has_split = {"frame_encoder", "clip_head"} <= set(self._runners)
+
+    def _run(self, role: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._runners[role].infer(feed)
+
+    def close(self) -> None:
+        for runner in self._runners.values():
+            try:
+                runner.__exit__(None, None, None)
+            except Exception as exc:
+                log.debug("closing engine runner failed: %s", exc)
+        self._runners.clear()
+
+
+def _trt_installed() -> bool:
+    return importlib.util.find_spec("tensorrt") is not None and importlib.util.find_spec("pycuda") is not None
+
+
+def ort_providers(prefer_gpu: bool = True) -> list[str]:
+    """The best execution providers this onnxruntime has: TensorRT, CUDA, then CPU."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider"] if prefer_gpu else []
+    return [p for p in wanted if p in available] + ["CPUExecutionProvider"]
+
+
+def open_backend(package: Package, backend: str = "auto", precision: str = "auto", **options: Any) -> Backend:
+    """Open ``backend`` for ``package``; ``auto`` prefers TensorRT engines when they and TensorRT exist.
+
+    ``auto`` falls back to ONNX Runtime with the best providers installed
+    (``AKNET_ORT_CPU=1`` forces CPU). The choice is logged.
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}")
+    has_engine = any(v["kind"] == "tensorrt" for v in package.variants)
+    if backend == "tensorrt":
+        return TensorRTBackend(package, precision)
+    if backend == "auto" and has_engine and _trt_installed():
+        try:
+            chosen: Backend = TensorRTBackend(package, precision)
+            log.info("backend auto: TensorRT %s engines from %s", chosen.precision, package.root)
+            return chosen
+        except AknetError as exc:
+            log.warning("backend auto: TensorRT engines unusable here (%s); using onnxruntime", exc)
+    if backend == "auto" and "providers" not in options:
+        options["providers"] = ort_providers(prefer_gpu=os.environ.get("AKNET_ORT_CPU", "") not in ("1", "true"))
+    chosen = OnnxRuntimeBackend(package, precision, **options)
+    if backend == "auto":
+        log.info("backend auto: onnxruntime %s with %s (split graphs: %s)", chosen.precision,
+                 ", ".join(chosen.providers), chosen.has_split)
+    return chosen
+
+
+__all__ = ["BACKENDS", "Backend", "BackendError", "ClipOutput", "OnnxRuntimeBackend", "TensorRTBackend",
+           "open_backend", "ort_providers"]

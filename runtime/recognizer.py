@@ -1,0 +1,419 @@
+"""The embeddable recogniser: source -> time windows -> backend -> results, events and outputs.
+
+Threading contract:
+
+* the source captures on its own thread into a bounded buffer (newest frames win
+  for live sources; files block instead of dropping);
+* one inference thread reads frames, samples windows, runs the backend, turns
+  scores into events and writes the outputs (JSON Lines, preview server, video
+  file, window). ``on_result(result)`` and ``on_event(event)`` callbacks run on
+  this inference thread: keep them short, a slow callback slows recognition
+  (they never block capture);
+* iterating the recogniser (or :meth:`Recognizer.next_result`) reads a bounded
+  queue fed by the inference thread; when the consumer falls behind, the oldest
+  queued results are dropped (counted in ``results_dropped``), never the
+  inference.
+
+Usage::
+
+    with Recognizer("pkg/", "csi://0", jsonl="out.jsonl") as rec:
+        for result in rec:
+            print(result.label, result.confidence)
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aknet_edge import package as packaging
+from aknet_edge.config import ClipSpec
+from aknet_edge.errors import ConfigError
+from aknet_edge.preprocess import preprocess_frame
+
+from .backends import Backend, ClipOutput, open_backend
+from .events import ActionEvent, EventConfig, EventDetector, Smoother, softmax, top_k
+from .sources import EndOfStream, Frame, Source, open_source
+from .telemetry import Telemetry, TelemetrySnapshot
+from .window import GridSampler, IncrementalEncoder, Sample, WindowBuffer, stride_steps
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Result:
+    """One window's decision. Times in seconds on the frames' clock (media time when known)."""
+
+    timestamp: float  # time of the window's newest sample
+    window_start: float
+    label: str  # smoothed top class
+    confidence: float  # its smoothed probability
+    top_k: list[tuple[str, float]]  # raw (unsmoothed) window scores
+    keypoints: list[tuple[float, float, float, float]]  # (time_s, x_px, y_px, score), best first
+    latency_ms: float  # capture of the newest frame -> result
+    fps: float  # results per second
+    frame_index: int
+    events: list[ActionEvent] = field(default_factory=list)
+    probs: np.ndarray | None = field(default=None, repr=False)  # smoothed probabilities
+    image: np.ndarray | None = field(default=None, repr=False)  # the newest window frame (BGR)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "result", "timestamp": round(self.timestamp, 4), "window_start": round(self.window_start, 4),
+                "label": self.label, "confidence": round(self.confidence, 4),
+                "top_k": [[n, round(p, 4)] for n, p in self.top_k],
+                "keypoints": [[round(a, 3), round(x, 1), round(y, 1), round(s, 4)] for a, x, y, s in self.keypoints],
+                "latency_ms": round(self.latency_ms, 2), "fps": round(self.fps, 2), "frame": self.frame_index}
+
+
+@dataclass
+class RecognizerOptions:
+    """Every knob of :class:`Recognizer` (also accepted as keyword arguments)."""
+
+    backend: str = "auto"
+    precision: str = "auto"
+    incremental: bool | None = None  # None: when the package has split graphs
+    exact_incremental: bool = True
+    stride_s: float | None = None  # None: one sample period (span_s / (frames - 1))
+    smoothing: str = "ema"
+    ema_alpha: float = 0.6
+    mean_windows: int = 3
+    enter: float = 0.5
+    exit: float = 0.35
+    min_duration_s: float = 0.25
+    top_k: int = 3
+    keypoints_top: int = 32
+    jsonl: Any = None  # path, "-" or a text stream
+    preview_port: int | None = None
+    preview_host: str = "127.0.0.1"
+    output_video: str | None = None
+    display: bool = False
+    queue_size: int = 64
+    max_seconds: float | None = None
+    keep_images: bool = False  # attach the newest frame to each Result
+    source_options: dict[str, Any] = field(default_factory=dict)
+    on_result: Callable[[Result], None] | None = None
+    on_event: Callable[[ActionEvent], None] | None = None
+
+
+_STOP = object()
+
+
+class Recognizer:
+    """Recognise actions in a live source with a model package; a context manager and an iterator."""
+
+    def __init__(self, package_dir: str | Path, source: str | int | Source, **options: Any) -> None:
+        names = {f.name for f in fields(RecognizerOptions)}
+        unknown = sorted(set(options) - names)
+        if unknown:
+            raise ConfigError(f"Recognizer: unknown options {unknown}; known: {sorted(names)}")
+        self.options = opts = RecognizerOptions(**options)
+        self.package = packaging.load(package_dir)
+        pre = self.package.manifest["preprocessing"]
+        size = pre["size"][0] if isinstance(pre["size"], (list, tuple)) else pre["size"]
+        self.spec = ClipSpec(int(pre["frames"]), int(size), float(pre["span_s"]), tuple(pre["mean"]),
+                             tuple(pre["std"]), pre.get("color", "RGB"))
+        self.labels = self.package.labels
+        self.event_config = EventConfig(opts.smoothing, opts.ema_alpha, opts.mean_windows, opts.enter, opts.exit,
+                                        opts.min_duration_s)
+        self._source_arg = source
+        self.source: Source | None = source if isinstance(source, Source) else None
+        self.backend: Backend | None = None
+        self.telemetry = Telemetry()
+        self.events: collections.deque[ActionEvent] = collections.deque(maxlen=1000)
+        self.results_dropped = 0
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, opts.queue_size))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._finished = False
+        self._outputs: list[Any] = []
+        self.preview: Any = None
+        self._closed = False
+
+    # -- lifecycle
+    def start(self) -> Recognizer:
+        """Open backend, source and outputs, then start the inference thread (idempotent)."""
+        if self._thread is not None:
+            return self
+        opts = self.options
+        try:
+            self.backend = open_backend(self.package, opts.backend, opts.precision)
+            self.incremental = self.backend.has_split if opts.incremental is None else bool(opts.incremental)
+            if self.incremental and not self.backend.has_split:
+                raise ConfigError(f"incremental mode needs the split graphs, which {self.package.root} lacks for "
+                                  f"{self.backend.name} {self.backend.precision}; use incremental=False")
+            self._open_outputs()
+            if self.source is None:
+                self.source = open_source(self._source_arg, **opts.source_options)
+            else:
+                self.source.start()
+        except BaseException:
+            self._release()
+            raise
+        log.info("recognising %s with %s %s (%s)", self.source.uri, self.backend.name, self.backend.precision,
+                 "incremental" if self.incremental else "whole clips")
+        self._thread = threading.Thread(target=self._loop, name="aknet-inference", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop inference, release the source, close the open event and flush every output."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30.0)
+        self._release()
+
+    def __enter__(self) -> Recognizer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- consuming
+    def next_result(self, timeout: float | None = None) -> Result | None:
+        """The next result; None after ``timeout``; raises :class:`EndOfStream` when no more will come
+        (and the inference thread's error, if it failed)."""
+        if self._thread is None:
+            self.start()
+        if self._finished and self._queue.empty():
+            self._raise_end()
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is _STOP:
+            self._finished = True
+            self._raise_end()
+        return item
+
+    def _raise_end(self) -> None:
+        if self._error is not None:
+            raise self._error
+        raise EndOfStream("recognition ended")
+
+    def __iter__(self) -> Iterator[Result]:
+        while True:
+            try:
+                r = self.next_result(timeout=0.5)
+            except EndOfStream:
+                return
+            if r is not None:
+                yield r
+
+    def stats(self) -> TelemetrySnapshot:
+        self._sync_source()
+        return self.telemetry.snapshot()
+
+    @property
+    def segments(self) -> list[Any] | None:
+        """Ground truth of a synthetic source (None for real sources)."""
+        return None if self.source is None else self.source.segments
+
+    # -- internals
+    def _open_outputs(self) -> None:
+        from .jsonl import JsonlWriter
+
+        opts = self.options
+        if opts.jsonl is not None:
+            self.jsonl: Any = JsonlWriter(opts.jsonl)
+            self._outputs.append(self.jsonl)
+        else:
+            self.jsonl = None
+        self.video = self.window = None
+        if opts.preview_port is not None:
+            from .preview import MjpegServer
+
+            self.preview = MjpegServer(opts.preview_port, opts.preview_host)
+            self._outputs.append(self.preview)
+        if opts.output_video:
+            from .video_out import VideoOutput
+
+            self.video = VideoOutput(opts.output_video, fps=1.0 / (self.spec.span_s / max(1, self.spec.frames - 1)))
+            self._outputs.append(self.video)
+        if opts.display:
+            from .preview import DisplayWindow
+
+            self.window = DisplayWindow()
+            self._outputs.append(self.window)
+
+    def _release(self) -> None:
+        if self.source is not None:
+            self.source.close()
+        for out in reversed(self._outputs):
+            try:
+                out.close()
+            except Exception as exc:
+                log.warning("closing %s failed: %s", type(out).__name__, exc)
+        self._outputs.clear()
+        if self.backend is not None:
+            self.backend.close()
+
+    def _sync_source(self) -> None:
+        if self.source is not None:
+            s = self.source.stats()
+            self.telemetry.source(s.dropped, s.reconnects)
+
+    def _reset_stream(self) -> None:
+        assert self.backend is not None
+        self._window = WindowBuffer(self.spec)
+        self._encoder = IncrementalEncoder(self.backend, self.spec.frames, self.options.exact_incremental) \
+            if self.incremental else None
+        self._k0: int | None = None
+
+    def _loop(self) -> None:
+        assert self.source is not None and self.backend is not None
+        self._sampler = GridSampler(self.spec.frames, self.spec.span_s)
+        self._stride = stride_steps(self.options.stride_s, self._sampler.period)
+        self._smoother = Smoother(self.event_config)
+        self._detector = EventDetector(self.labels, self.event_config)
+        self._reset_stream()
+        t_end = None if self.options.max_seconds is None else time.monotonic() + self.options.max_seconds
+        try:
+            while not self._stop.is_set():
+                if t_end is not None and time.monotonic() >= t_end:
+                    break
+                try:
+                    frame = self.source.read(timeout=0.1)
+                except EndOfStream:
+                    break
+                if frame is None:
+                    self._sync_source()
+                    continue
+                self._on_frame(frame)
+        except BaseException as exc:  # reported to the consumer by next_result()
+            log.error("inference stopped: %s", exc)
+            self._error = exc
+        finally:
+            try:
+                for ev in self._detector.finish():
+                    self._emit_event(ev)
+            except Exception as exc:
+                log.warning("closing the open event failed: %s", exc)
+            self._sync_source()
+            self._put(_STOP, force=True)
+
+    def _on_frame(self, frame: Frame) -> None:
+        self.telemetry.frame(frame.capture_ts)
+        samples, restarted = self._sampler.push(frame)
+        if restarted:
+            for ev in self._detector.finish():
+                self._emit_event(ev)
+            self._smoother.reset()
+            self._reset_stream()
+        if not samples:
+            return
+        if self._k0 is None:
+            self._k0 = samples[0].k
+        T = self.spec.frames
+        ready = [i for i, s in enumerate(samples) if s.k - self._k0 >= T - 1 and (s.k - self._k0 - T + 1) % self._stride == 0]
+        last_ready = ready[-1] if ready else -1
+        self.telemetry.skipped_windows += max(0, len(ready) - 1)
+        prev: Sample | None = None
+        for i, s in enumerate(samples):
+            if prev is not None and prev.frame is s.frame:
+                s.tensor = prev.tensor
+            else:
+                s.tensor = preprocess_frame(s.frame.image, self.spec, s.frame.color)
+            prev = s
+            self._window.push(s)
+            if self._encoder is not None:
+                self._encoder.push(s.tensor)
+            if i == last_ready:
+                self._infer(frame)
+
+    def _infer(self, newest: Frame) -> None:
+        assert self.backend is not None
+        if self._encoder is not None:
+            out: ClipOutput = self.backend.head(self._encoder.window())
+        else:
+            out = self.backend.infer_clip(self._window.clip())
+        samples = list(self._window.samples)
+        t_end, t_start = samples[-1].time, samples[0].time
+        latency = time.monotonic() - newest.capture_ts
+        self.telemetry.result(latency)
+        raw = softmax(out.logits[0])
+        smooth = self._smoother(raw)
+        c = int(np.argmax(smooth))
+        h, w = newest.image.shape[:2]
+        kps = self._keypoints(out, t_start, h, w)
+        snap_fps = self.telemetry.inference.rate()
+        result = Result(t_end, t_start, self.labels[c], float(smooth[c]), top_k(raw, self.labels, self.options.top_k),
+                        kps, latency * 1e3, snap_fps, newest.index, probs=smooth)
+        result.events = self._detector.update(smooth, t_end - self.spec.span_s / 2)
+        if self.preview is not None or self.video is not None or self.window is not None or self.options.keep_images:
+            self._draw(result, samples, out)
+        if self.jsonl is not None:
+            self.jsonl.write_result(result)
+        for ev in result.events:
+            self._emit_event(ev)
+        if self.options.on_result is not None:
+            self.options.on_result(result)
+        self._put(result)
+
+    def _keypoints(self, out: ClipOutput, t_start: float, h: int, w: int) -> list[tuple[float, float, float, float]]:
+        k = self.options.keypoints_top
+        if k <= 0:
+            return []
+        pts, scores = out.keypoints[0], out.keypoint_scores[0]
+        order = np.argsort(-scores)[:k]
+        span = self.spec.span_s
+        return [(float(t_start + pts[i, 0] * span), float(pts[i, 2] * w), float(pts[i, 1] * h), float(scores[i]))
+                for i in order]
+
+    def _draw(self, result: Result, samples: list[Sample], out: ClipOutput) -> None:
+        import cv2
+
+        from .overlay import draw_overlay
+
+        kt = np.mean([p[0] for p in result.keypoints]) if result.keypoints else result.timestamp
+        idx = int(np.argmin([abs(s.time - kt) for s in samples]))
+        frame = samples[idx].frame
+        image = frame.image if frame.color == "BGR" else cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)
+        if self.options.keep_images:
+            newest = samples[-1].frame
+            result.image = newest.image if newest.color == "BGR" else cv2.cvtColor(newest.image, cv2.COLOR_RGB2BGR)
+        if self.preview is None and self.video is None and self.window is None:
+            return
+        drawn = draw_overlay(image, result)
+        if self.preview is not None:
+            self.preview.update(drawn)
+        if self.video is not None:
+            self.video.write(drawn)
+        if self.window is not None:
+            self.window.show(drawn)
+
+    def _emit_event(self, ev: ActionEvent) -> None:
+        self.events.append(ev)
+        if self.jsonl is not None:
+            self.jsonl.write_event(ev)
+        if self.options.on_event is not None:
+            self.options.on_event(ev)
+
+    def _put(self, item: Any, force: bool = False) -> None:
+        while True:
+            try:
+                self._queue.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                    self.results_dropped += 1
+                except queue.Empty:
+                    pass
+            if not force and self._stop.is_set():
+                return
+
+
+__all__ = ["Recognizer", "RecognizerOptions", "Result"]

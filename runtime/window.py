@@ -1,0 +1,189 @@
+"""From timestamped frames to model inputs: time-based sampling and incremental encoding.
+
+Why a fixed sample-time grid: a clip is the package's ``frames`` (T) samples
+over ``span_s`` seconds, so samples sit ``span_s / (T - 1)`` apart. Anchoring
+those times to a grid (from the first frame's timestamp) means every sample
+time is resolved exactly once -- to the nearest frame actually captured, so
+dropped frames and uneven camera rates only move which frame is picked -- and
+consecutive windows share samples. That makes the incremental path exact: each
+grid sample is encoded once, in order, and the head runs on the cached
+features of the window's T samples.
+
+Exactness with online temporal shift: the shift state couples consecutive
+encoder calls, and a whole-clip run starts from zero state at the window's
+first frame. With L shift layers a frame's features depend on at most the L
+previous frames, so a window starting at sample s needs "fresh" features (state
+zeroed at s) only for its first L samples; from s+L on the carried chain is
+identical. :class:`IncrementalEncoder` therefore runs, per new sample, one
+batched encoder call of L+1 frames (the carried chain plus the fresh chains
+still in their first L steps) and is equal to the whole-clip graph on the same
+frames. ``exact=False`` keeps only the carried chain (TSM-online style, one
+encode per sample, not equal to whole-clip near the window start).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from aknet_edge.config import ClipSpec
+from aknet_edge.errors import ConfigError
+
+from .backends import Backend, State
+from .sources import Frame
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Sample:
+    """Grid sample ``k`` at time ``time``, resolved to the nearest captured frame."""
+
+    k: int
+    time: float
+    frame: Frame
+    tensor: np.ndarray | None = None  # (3, S, S) preprocessed, filled by the caller
+
+
+class GridSampler:
+    """Resolves grid times ``t0 + k * period`` to the nearest frame, each exactly once.
+
+    A grid time is resolved as soon as a frame at or after it arrives (then the
+    nearest of that frame and the previous one is known). A gap longer than
+    ``max_gap_s`` (a reconnect, a stalled file) or a clock going backwards
+    restarts the grid, and the window must fill again.
+    """
+
+    def __init__(self, frames: int, span_s: float, max_gap_s: float | None = None) -> None:
+        if frames < 1 or span_s <= 0:
+            raise ConfigError(f"clip of {frames} frames over {span_s} s: expected frames >= 1, span > 0")
+        self.period = span_s / (frames - 1) if frames > 1 else span_s
+        self.max_gap_s = span_s if max_gap_s is None else max_gap_s
+        self.t0: float | None = None
+        self.next_k = 0
+        self.prev: Frame | None = None
+        self.resets = 0
+
+    def reset(self) -> None:
+        self.t0, self.next_k, self.prev = None, 0, None
+
+    def push(self, frame: Frame) -> tuple[list[Sample], bool]:
+        """New frame -> (newly resolved samples, whether the grid restarted)."""
+        t = frame.timestamp
+        restarted = False
+        if self.prev is not None and (t < self.prev.timestamp or t - self.prev.timestamp > self.max_gap_s):
+            log.info("sample grid restarted: frame at %.3f s after %.3f s", t, self.prev.timestamp)
+            self.reset()
+            self.resets += 1
+            restarted = True
+        if self.t0 is None:
+            self.t0, self.next_k, self.prev = t, 1, frame
+            return [Sample(0, t, frame)], restarted
+        out: list[Sample] = []
+        eps = 1e-9 * max(1.0, abs(t))
+        while True:
+            g = self.t0 + self.next_k * self.period
+            if g > t + eps:
+                break
+            assert self.prev is not None
+            chosen = self.prev if (g - self.prev.timestamp) < (t - g) else frame
+            out.append(Sample(self.next_k, g, chosen))
+            self.next_k += 1
+        self.prev = frame
+        return out, restarted
+
+
+@dataclass
+class _Chain:
+    state: State
+    feats: list[np.ndarray] = field(default_factory=list)
+
+
+class IncrementalEncoder:
+    """Encodes each grid sample once and assembles a window's features for the head.
+
+    See the module docstring for why ``exact=True`` runs L+1 frames per call.
+    """
+
+    def __init__(self, backend: Backend, frames: int, exact: bool = True) -> None:
+        self.backend = backend
+        self.frames = frames
+        self.exact = exact
+        self.layers = len(backend.state_names)
+        self._carried_state = backend.zero_state(1)
+        self._carried: collections.deque[np.ndarray] = collections.deque(maxlen=frames)
+        self._fresh: dict[int, _Chain] = {}
+        self.count = 0  # samples encoded
+        self.encoded_frames = 0  # frames run through the encoder (batch rows)
+
+    def push(self, tensor: np.ndarray) -> None:
+        """Encode the next sample (3, S, S)."""
+        k = self.count
+        self.count += 1
+        if self.exact and self.layers:
+            self._fresh[k] = _Chain(self.backend.zero_state(1))
+        active = [c for c in self._fresh.values() if len(c.feats) < self.layers]
+        n = 1 + len(active)
+        states = [np.concatenate([self._carried_state[i]] + [c.state[i] for c in active], axis=0)
+                  for i in range(self.layers)]
+        batch = np.broadcast_to(tensor[None], (n, *tensor.shape))
+        feats, new_state = self.backend.encode_frame(batch, states)
+        self.encoded_frames += n
+        self._carried.append(feats[0])
+        self._carried_state = [s[0:1] for s in new_state]
+        for j, chain in enumerate(active, start=1):
+            chain.feats.append(feats[j])
+            chain.state = [s[j:j + 1] for s in new_state]
+        for start in [s for s in self._fresh if s < k - self.frames + 1]:
+            del self._fresh[start]
+
+    @property
+    def ready(self) -> bool:
+        return self.count >= self.frames
+
+    def window(self) -> np.ndarray:
+        """Features (T, C, h, w) of the window ending at the last pushed sample."""
+        if not self.ready:
+            raise ConfigError(f"window not full: {self.count} of {self.frames} samples encoded")
+        feats = list(self._carried)
+        if self.exact and self.layers:
+            chain = self._fresh[self.count - self.frames]
+            feats[: self.layers] = chain.feats[: self.layers]
+        return np.stack(feats)
+
+
+class WindowBuffer:
+    """The last T resolved samples (frames and preprocessed tensors) for whole-clip runs and drawing."""
+
+    def __init__(self, spec: ClipSpec) -> None:
+        self.spec = spec
+        self.samples: collections.deque[Sample] = collections.deque(maxlen=spec.frames)
+
+    def push(self, sample: Sample) -> None:
+        self.samples.append(sample)
+
+    def clear(self) -> None:
+        self.samples.clear()
+
+    @property
+    def full(self) -> bool:
+        return len(self.samples) == self.spec.frames
+
+    def clip(self) -> np.ndarray:
+        """(T, 3, S, S) float32."""
+        return np.stack([s.tensor for s in self.samples])  # type: ignore[misc]
+
+
+def stride_steps(stride_s: float | None, period: float) -> int:
+    """A stride in seconds as a whole number of grid periods (at least one)."""
+    if stride_s is None:
+        return 1
+    if stride_s <= 0:
+        raise ConfigError(f"stride_s={stride_s}: expected > 0 seconds")
+    return max(1, int(round(stride_s / period)))
+
+
+__all__ = ["GridSampler", "IncrementalEncoder", "Sample", "WindowBuffer", "stride_steps"]

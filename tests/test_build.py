@@ -1,0 +1,176 @@
+"""The build command end to end (portable package here: no TensorRT), the package contract, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from aknet_edge import package
+from aknet_edge.build import BuildOptions, build, engine_cache_key, grid_positions, keypoint_iou
+from aknet_edge.checkpoint import DEMO_WEIGHTS
+from aknet_edge.errors import DataError
+from aknet_edge.export.check import check, errors
+from aknet_edge.export.targets import TENSORRT_TARGETS
+
+FAST = dict(calib_clips=8, eval_clips_per_class=2, compare_methods=False, progress=False)
+
+
+@pytest.fixture(scope="module")
+def pkg(tmp_path_factory):
+    out = tmp_path_factory.mktemp("b") / "pkg"
+    res = build(BuildOptions(out=out, **FAST))
+    return out, res
+
+
+def test_package_contents_and_manifest(pkg):
+    out, res = pkg
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["schema_version"] == package.SCHEMA_VERSION
+    assert m["labels"] == (out / "labels.txt").read_text().split()
+    assert m["preprocessing"]["frames"] == 8 and m["preprocessing"]["sampling"] == "time"
+    assert m["preprocessing"]["color"] == "RGB" and len(m["preprocessing"]["mean"]) == 3
+    assert m["io"]["clip"]["inputs"][0] == {"name": "clip", "dtype": "float32", "shape": ["batch", 8, 3, 112, 112]}
+    kinds = {(v["precision"], v.get("role")) for v in m["variants"]}
+    assert {("fp32", "clip"), ("fp16", "clip"), ("int8", "clip"), ("fp32", "frame_encoder"), ("fp32", "clip_head")} <= kinds
+    assert m["calibration"]["clips"] == 8 and m["calibration"]["method"] == "minmax"
+    assert m["engine"] is None and "TensorRT not found" in res.next_step and "--from" in res.next_step
+    assert not list(out.parent.glob(".pkg.building-*"))
+    p = package.load(out)
+    assert p.labels[0] == "no_action"
+
+
+def test_precision_graphs_pass_every_tensorrt_check(pkg):
+    out, _ = pkg
+    p = package.load(out)
+    for v in p.variants:
+        g = onnx.load(str(p.path(v)))
+        for t in TENSORRT_TARGETS:
+            assert not errors(check(g, t)), (v["file"], t)
+    int8 = onnx.load(str(p.path(p.variant("int8"))))
+    assert any(n.op_type == "QuantizeLinear" for n in int8.graph.node)
+    # the keypoint path stays float: no Q/DQ feeds the scorer, TopK or the coordinate projection
+    producers = {o: n for n in int8.graph.node for o in n.output}
+    for n in int8.graph.node:
+        if n.name.startswith(("/scorer", "/coord_proj", "/KeypointSelect")):
+            assert all(producers.get(i) is None or producers[i].op_type != "DequantizeLinear" for i in n.input), n.name
+
+
+def test_accuracy_report_per_variant(pkg):
+    _, res = pkg
+    by = {r.precision: r for r in res.variants}
+    assert by["fp32"].agreement == 1.0 and by["fp32"].keypoint_iou == 1.0
+    assert by["fp16"].keypoint_iou > 0.8 and by["int8"].keypoint_iou > 0.5
+    assert all(r.clips == 22 for r in res.variants)
+
+
+def test_tampered_package_is_refused(pkg, tmp_path):
+    import shutil
+
+    out, _ = pkg
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    with open(copy / "model.int8.onnx", "ab") as fh:
+        fh.write(b"x")
+    with pytest.raises(package.PackageError, match="SHA-256"):
+        package.load(copy)
+    (copy / "manifest.json").unlink()
+    with pytest.raises(package.PackageError, match="not a model package"):
+        package.load(copy)
+
+
+def test_engine_mismatch_message(pkg):
+    out, _ = pkg
+    p = package.load(out)
+    entry = {"tensorrt_version": "10.3.0", "gpu": "Orin"}
+    with pytest.raises(package.PackageError, match=r"built for TensorRT 10.3.0 on Orin; this is 11.4.0 on RTX 4090: rebuild"):
+        p.check_engine(entry, "11.4.0", "RTX 4090")
+    p.check_engine(entry, "10.3.1", "Orin")  # same major.minor and GPU: fine
+
+
+def test_engine_cache_key_covers_every_input():
+    base = ("abc", "int8", {"input": [1]}, "10.3.0", "Orin", "8.7")
+    keys = {engine_cache_key(*base)}
+    for i, changed in enumerate(["abd", "fp16", {"input": [2]}, "10.4.0", "Thor", "9.0"]):
+        args = list(base)
+        args[i] = changed
+        keys.add(engine_cache_key(*args))
+    assert len(keys) == 7
+
+
+def test_keypoint_iou_uses_grid_cells():
+    grid = (8, 14, 14)
+    cells = np.array([[[0, 0, 0], [7, 13, 13], [3, 5, 6]]], np.float32)
+    coords = np.stack([cells[..., 0] / 7, (cells[..., 1] + 0.5) / 14, (cells[..., 2] + 0.5) / 14], -1)
+    assert (grid_positions(coords, grid) == cells).all()
+    noisy = coords.astype(np.float16).astype(np.float32)
+    assert keypoint_iou(noisy, coords, grid) == 1.0
+    half = coords.copy()
+    half[0, 0] = coords[0, 2] * 0 + np.array([1 / 7, 0.5 / 14, 0.5 / 14])
+    assert keypoint_iou(half, coords, grid) == pytest.approx(2 / 4)
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "aknet_edge.build", "--no-progress", *args], capture_output=True,
+                          text=True, timeout=900, cwd=cwd)
+
+
+def test_cli_require_engine_and_bad_inputs(tmp_path):
+    r = _cli("--out", str(tmp_path / "a"), "--require-engine", "--precision", "fp32", "--eval-clips-per-class", "1")
+    assert r.returncode == 2 and "--require-engine" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "a").exists()
+    r = _cli("--out", str(tmp_path / "b"), "--calib", str(tmp_path / "nowhere"), "--precision", "int8")
+    assert r.returncode == 2 and "does not exist" in r.stderr and not (tmp_path / "b").exists()
+    (tmp_path / "empty").mkdir()
+    r = _cli("--out", str(tmp_path / "c"), "--calib", str(tmp_path / "empty"), "--precision", "int8")
+    assert r.returncode == 2 and "no videos" in r.stderr
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.avi").write_bytes(b"garbage")
+    r = _cli("--out", str(tmp_path / "d"), "--calib", str(bad), "--precision", "int8")
+    assert r.returncode == 2 and "unreadable" in r.stderr
+    corrupt = tmp_path / "m.safetensors"
+    corrupt.write_bytes(b"\x00" * 10)
+    r = _cli("--out", str(tmp_path / "e"), "--checkpoint", str(corrupt))
+    assert r.returncode == 2 and "not a readable safetensors" in r.stderr
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = _cli("--out", str(blocker / "pkg"), "--precision", "fp32")
+    assert r.returncode == 2 and "cannot write" in r.stderr
+    r = _cli("--batch", "4,1,2")
+    assert r.returncode == 2 and "MIN,OPT,MAX" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "empty", "file", "m.safetensors"]
+
+
+def test_existing_output_needs_force(pkg):
+    out, _ = pkg
+    with pytest.raises(Exception, match="--force"):
+        build(BuildOptions(out=out, **FAST))
+
+
+def test_interrupt_leaves_no_package(tmp_path, monkeypatch):
+    import aknet_edge.calibration as cal
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cal, "quantize_int8", boom)
+    with pytest.raises(KeyboardInterrupt):
+        build(BuildOptions(out=tmp_path / "pkg", **FAST))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_from_package_needs_tensorrt(pkg):
+    out, _ = pkg
+    pytest.importorskip  # noqa: B018
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed: the --from path is exercised by the GPU tests")
+    except ImportError:
+        pass
+    r = _cli("--from", str(out), "--out", str(out) + "-engine")
+    assert r.returncode == 2 and "pip install tensorrt" in r.stderr
