@@ -1,7 +1,7 @@
 """INT8 and FP16 against FP32 with ONNX Runtime on the CPU: accuracy, keypoint overlap, speed.
 
-One run, side by side: the FP32 graph, FP16, and INT8 Q/DQ with MinMax and
-Entropy calibration, each INT8 once with the scorer's feeding stage kept FP32
+One run, side by side: the FP32 graph, FP16, and INT8 Q/DQ with MinMax,
+Entropy and Percentile calibration, each INT8 once with the scorer's feeding stage kept FP32
 (the default) and once fully quantized. Speed is the median batch-1 latency
 with 2 threads. Prints a table and writes JSON.
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         onnx.save(graph, files["fp32"])
         onnx.save(convert_fp16(graph), files["fp16"])
         methods = {}
-        for method in ("minmax", "entropy"):
+        for method in ("minmax", "entropy", "percentile"):
             for label, extra in (("stage kept fp32", tail), ("all quantized", ())):
                 name = f"int8 {method}, {label}"
                 files[name] = t / f"int8-{method}-{len(extra)}.onnx"

@@ -37,7 +37,7 @@ def test_package_contents_and_manifest(pkg):
     assert m["io"]["clip"]["inputs"][0] == {"name": "clip", "dtype": "float32", "shape": ["batch", 8, 3, 112, 112]}
     kinds = {(v["precision"], v.get("role")) for v in m["variants"]}
     assert {("fp32", "clip"), ("fp16", "clip"), ("int8", "clip"), ("fp32", "frame_encoder"), ("fp32", "clip_head")} <= kinds
-    assert m["calibration"]["clips"] == 8 and m["calibration"]["method"] == "minmax"
+    assert m["calibration"]["clips"] == 8 and m["calibration"]["method"] == "percentile"
     assert m["engine"] is None and "TensorRT not found" in res.next_step and "--from" in res.next_step
     assert not list(out.parent.glob(".pkg.building-*"))
     p = package.load(out)
