@@ -26,20 +26,23 @@ def _const(name: str, value: np.ndarray) -> onnx.NodeProto:
     return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(value), name))
 
 
-def select_function(opset: int = 17) -> onnx.FunctionProto:
-    """features (B, N, C), scores (B, N) -> kept (B, K, C) gated, indices (B, K) int64, kept scores (B, K)."""
-    k_ref = helper.make_node("Constant", [], ["k_scalar"])
-    k_ref.attribute.append(helper.make_attribute_ref("value_int", AttributeProto.INT, ref_attr_name="k"))
-    g_ref = helper.make_node("Constant", [], ["gate_max"])
-    g_ref.attribute.append(helper.make_attribute_ref("value_float", AttributeProto.FLOAT, ref_attr_name="gate_max"))
-    nodes = [
-        k_ref,
-        g_ref,
-        _const("axis0", np.array([0], np.int64)),
-        _const("axis2", np.array([2], np.int64)),
+def gate_max_ref() -> onnx.NodeProto:
+    """``gate_max`` read from the calling node's attribute (a function attribute reference)."""
+    node = helper.make_node("Constant", [], ["gate_max"])
+    node.attribute.append(helper.make_attribute_ref("value_float", AttributeProto.FLOAT, ref_attr_name="gate_max"))
+    return node
+
+
+def gather_and_gate_nodes() -> list[onnx.NodeProto]:
+    """From ``values``/``indices`` (B, K): gate ``min(N * s, gate_max)`` and gather the kept features.
+
+    Shared by the generic body and TensorRT's multi-pass body, which differ only in how they pick the top K.
+    """
+    return [
+        gate_max_ref(),
         _const("one", np.array(1, np.int64)),
-        helper.make_node("Unsqueeze", ["k_scalar", "axis0"], ["k"]),
-        helper.make_node("TopK", ["scores", "k"], ["values", "indices"], axis=1, largest=1, sorted=1),
+        _const("axis2", np.array([2], np.int64)),
+        _const("three", np.array([3], np.int64)),
         helper.make_node("Shape", ["scores"], ["score_shape"]),
         helper.make_node("Gather", ["score_shape", "one"], ["n"], axis=0),
         helper.make_node("Cast", ["n"], ["n_f"], to=TensorProto.FLOAT),
@@ -48,7 +51,6 @@ def select_function(opset: int = 17) -> onnx.FunctionProto:
         helper.make_node("Shape", ["features"], ["f_shape"]),
         helper.make_node("Shape", ["indices"], ["i_shape"]),
         helper.make_node("Slice", ["f_shape", "axis2", "three"], ["c_dim"]),
-        _const("three", np.array([3], np.int64)),
         helper.make_node("Concat", ["i_shape", "c_dim"], ["gather_shape"], axis=0),
         helper.make_node("Unsqueeze", ["indices", "axis2"], ["indices3"]),
         helper.make_node("Expand", ["indices3", "gather_shape"], ["indices_c"]),
@@ -56,11 +58,27 @@ def select_function(opset: int = 17) -> onnx.FunctionProto:
         helper.make_node("Unsqueeze", ["gate", "axis2"], ["gate3"]),
         helper.make_node("Mul", ["gathered", "gate3"], ["kept"]),
     ]
-    nodes = _toposort(nodes, ["features", "scores"], SELECT)
+
+
+def make_select_function(topk_nodes: list[onnx.NodeProto], opset: int = 17) -> onnx.FunctionProto:
+    """A KeypointSelect body from nodes that turn ``scores`` into ``values``/``indices``."""
+    nodes = _toposort(topk_nodes + gather_and_gate_nodes(), ["features", "scores"], SELECT)
     return helper.make_function(
         DOMAIN, SELECT, ["features", "scores"], ["kept", "indices", "values"], nodes,
         [helper.make_opsetid("", opset)], attributes=["k", "gate_max", "plugin_version", "plugin_namespace"],
     )
+
+
+def select_function(opset: int = 17) -> onnx.FunctionProto:
+    """features (B, N, C), scores (B, N) -> kept (B, K, C) gated, indices (B, K) int64, kept scores (B, K)."""
+    k_ref = helper.make_node("Constant", [], ["k_scalar"])
+    k_ref.attribute.append(helper.make_attribute_ref("value_int", AttributeProto.INT, ref_attr_name="k"))
+    return make_select_function([
+        k_ref,
+        _const("axis0", np.array([0], np.int64)),
+        helper.make_node("Unsqueeze", ["k_scalar", "axis0"], ["k"]),
+        helper.make_node("TopK", ["scores", "k"], ["values", "indices"], axis=1, largest=1, sorted=1),
+    ], opset)
 
 
 def rank_function(criterion: str, grid: tuple[int, int, int], opset: int = 17) -> onnx.FunctionProto:

@@ -23,7 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 from aknet_edge.errors import ConfigError
 from aknet_edge.keys import rank_keys
 
-from .functions import DOMAIN, RANK, SELECT, _const, _toposort
+from .functions import DOMAIN, RANK, SELECT, _const, _toposort, make_select_function
 from .onnx_export import finalize
 from .targets import TOPK_MAX_K, get_target
 
@@ -36,14 +36,7 @@ def _attrs(node: onnx.NodeProto) -> dict:
 
 def select_function_multipass(k: int, opset: int = 17, max_k: int = TOPK_MAX_K) -> onnx.FunctionProto:
     """KeypointSelect as TopK passes of at most ``max_k``, each masking out what it took: same set, same order."""
-    nodes = [
-        _const("axis0", np.array([0], np.int64)),
-        _const("axis2", np.array([2], np.int64)),
-        _const("one", np.array(1, np.int64)),
-        _const("three", np.array([3], np.int64)),
-        _const("neg", np.array(-3.0e38, np.float32)),
-        _const("gate_max", np.array(0.0, np.float32)),  # replaced below from the node attribute
-    ]
+    nodes = [_const("neg", np.array(-3.0e38, np.float32))]
     work, vals, idxs = "scores", [], []
     taken, p = 0, 0
     while taken < k:
@@ -63,32 +56,10 @@ def select_function_multipass(k: int, opset: int = 17, max_k: int = TOPK_MAX_K) 
             ]
             work = f"w{p}"
         p += 1
-    nodes += [
-        helper.make_node("Concat", vals, ["values"], axis=1) if len(vals) > 1 else helper.make_node("Identity", vals, ["values"]),
-        helper.make_node("Concat", idxs, ["indices"], axis=1) if len(idxs) > 1 else helper.make_node("Identity", idxs, ["indices"]),
-        helper.make_node("Shape", ["scores"], ["score_shape"]),
-        helper.make_node("Gather", ["score_shape", "one"], ["n"], axis=0),
-        helper.make_node("Cast", ["n"], ["n_f"], to=TensorProto.FLOAT),
-        helper.make_node("Mul", ["values", "n_f"], ["gate_raw"]),
-        helper.make_node("Min", ["gate_raw", "gate_max"], ["gate"]),
-        helper.make_node("Shape", ["features"], ["f_shape"]),
-        helper.make_node("Shape", ["indices"], ["i_shape"]),
-        helper.make_node("Slice", ["f_shape", "axis2", "three"], ["c_dim"]),
-        helper.make_node("Concat", ["i_shape", "c_dim"], ["gather_shape"], axis=0),
-        helper.make_node("Unsqueeze", ["indices", "axis2"], ["indices3"]),
-        helper.make_node("Expand", ["indices3", "gather_shape"], ["indices_c"]),
-        helper.make_node("GatherElements", ["features", "indices_c"], ["gathered"], axis=1),
-        helper.make_node("Unsqueeze", ["gate", "axis2"], ["gate3"]),
-        helper.make_node("Mul", ["gathered", "gate3"], ["kept"]),
-    ]
-    # gate_max comes from the node through an attribute reference, as in the generic body
-    ref = helper.make_node("Constant", [], ["gate_max"])
-    ref.attribute.append(helper.make_attribute_ref("value_float", onnx.AttributeProto.FLOAT, ref_attr_name="gate_max"))
-    nodes = [ref if (n.op_type == "Constant" and n.output[0] == "gate_max") else n for n in nodes]
-    return helper.make_function(
-        DOMAIN, SELECT, ["features", "scores"], ["kept", "indices", "values"], _toposort(nodes, ["features", "scores"], SELECT),
-        [helper.make_opsetid("", opset)], attributes=["k", "gate_max", "plugin_version", "plugin_namespace"],
-    )
+    for parts, out in ((vals, "values"), (idxs, "indices")):
+        nodes.append(helper.make_node("Concat", parts, [out], axis=1) if len(parts) > 1
+                     else helper.make_node("Identity", parts, [out]))
+    return make_select_function(nodes, opset)
 
 
 def rank_function_compaction(criterion: str, grid: tuple[int, int, int], opset: int = 17) -> onnx.FunctionProto:
