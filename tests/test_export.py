@@ -228,3 +228,17 @@ def test_cli_check_exit_codes(tmp_path, demo):
     assert good.returncode == 0 and "clean" in good.stdout
     nothing = run("--check", str(tmp_path / "missing.onnx"), "--target", "onnxruntime")
     assert nothing.returncode == 2 and "error:" in nothing.stderr and "Traceback" not in nothing.stderr
+
+
+@pytest.mark.slow
+def test_r50_paper_exports_lowers_checks_and_matches():
+    torch.manual_seed(0)
+    m = build_model(preset("r50-paper")).eval()
+    g = to_onnx(m)
+    x = torch.randn(1, 8, 3, 224, 224)
+    with torch.no_grad():
+        ref = m(x)
+    low = lower(g, "tensorrt-8.5")
+    for target in TENSORRT_TARGETS:
+        assert not errors(check(low, target)), target
+    assert_parity(ref, session(low).run(None, {"clip": x.numpy()}))
