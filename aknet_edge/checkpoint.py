@@ -113,8 +113,13 @@ _PREFIX = re.compile(r"^(module\.)?(base_model\.)?")
 
 
 def tsm_key_to_ours(key: str, cut: int) -> str | None:
-    """Map a TSM checkpoint key (``module.base_model.layer1.0.conv1.net.weight``) to ours."""
+    """Map a TSM checkpoint key (``module.base_model.layer1.0.conv1.net.weight``) to ours.
+
+    Our own TSM baseline's keys map to themselves, so a baseline trained here seeds an AK-Net the same way.
+    """
     k = _PREFIX.sub("", key).replace(".net.", ".")
+    if k.startswith("encoder."):  # already our naming (an aknet_edge TSM baseline's state dict)
+        return k
     if k.startswith("new_fc."):
         return "fc." + k[len("new_fc.") :]
     if k.startswith(("conv1.", "bn1.")):
