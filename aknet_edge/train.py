@@ -58,8 +58,9 @@ def train(cfg: ModelConfig, tc: TrainConfig, data: str = "synthetic", out: str |
     torch.set_num_threads(tc.threads)
     folder = None
     if data != "synthetic":
-        folder = LabelledFolder.scan(data, cfg.labels or None)
-        if len(folder.classes) != cfg.num_classes:
+        folder = LabelledFolder.scan(data)  # the folder's sub-folders are the classes
+        if folder.classes != cfg.labels:
+            log.info("classes from %s: %s", data, ", ".join(folder.classes))
             cfg = cfg.replace(num_classes=len(folder.classes), labels=folder.classes)
         x_all, y_all, bad = folder.load(cfg.clip)
         log.info("loaded %d clips from %s (%d unreadable, skipped)", len(y_all), data, bad)

@@ -174,3 +174,10 @@ def test_from_package_needs_tensorrt(pkg):
         pass
     r = _cli("--from", str(out), "--out", str(out) + "-engine")
     assert r.returncode == 2 and "pip install tensorrt" in r.stderr
+
+
+def test_check_only_reports_every_target_clean():
+    r = _cli("--check-only")
+    assert r.returncode == 0, r.stderr
+    for t in TENSORRT_TARGETS:
+        assert f"{t}: clean" in r.stdout

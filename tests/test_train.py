@@ -58,3 +58,26 @@ def test_bad_data_folders(tmp_path):
         LabelledFolder.scan(tmp_path).load(preset("demo-tiny").clip)
     with pytest.raises(DataError, match="lack"):
         LabelledFolder.scan(tmp_path, classes=("b",))
+
+
+def test_train_cli_on_a_labelled_folder_and_empty_folder(tmp_path):
+    import subprocess
+    import sys
+
+    from aknet_edge.checkpoint import load_checkpoint
+
+    data = tmp_path / "clips"
+    for name, colour in (("wave", (0, 0, 255)), ("still", (0, 255, 0))):
+        (data / name).mkdir(parents=True)
+        for i in range(2):
+            _write_clip(data / name / f"{i}.avi", colour=colour)
+    out = tmp_path / "m.safetensors"
+    run = lambda *a: subprocess.run([sys.executable, "-m", "aknet_edge.train", *a], capture_output=True, text=True,
+                                    timeout=300)
+    r = run("--data", str(data), "--epochs", "1", "--batch", "4", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    model = load_checkpoint(out)
+    assert model.cfg.labels == ("still", "wave") and model.cfg.num_classes == 2
+    (tmp_path / "empty").mkdir()
+    r = run("--data", str(tmp_path / "empty"), "--out", str(tmp_path / "x.safetensors"))
+    assert r.returncode == 2 and "no clips" in r.stderr and "Traceback" not in r.stderr
