@@ -51,6 +51,7 @@ class BuildOptions:
     calib_method: str = "percentile"  # measured best on the demo (README, INT8 section)
     calib_clips: int = 64
     calib_seed: int = 0
+    calib_mode: str = "explicit"  # "implicit": TensorRT < 11 calibrates the FP32 graph itself (cache kept in the package)
     compare_methods: bool = True  # also quantize with the other methods and report them side by side
     batch: tuple[int, int, int] = (1, 1, 4)
     workspace_mb: int = 1024
@@ -241,7 +242,7 @@ def build(opts: BuildOptions) -> BuildResult:
         steps.close()
         for name in [n for n in files if ":" in n]:  # comparison-only graphs are not shipped
             files.pop(name).unlink()
-        engine, next_step = _maybe_engine(opts, tmp, files)
+        engine, next_step = _maybe_engine(opts, tmp, files, cfg)
         _write_manifest(tmp, cfg, source, files, split, reports, calib_info, engine, opts)
         if out.exists():
             shutil.rmtree(out)
@@ -254,7 +255,7 @@ def build(opts: BuildOptions) -> BuildResult:
     return BuildResult(out, reports, engine, next_step, time.time() - start)
 
 
-def _maybe_engine(opts: BuildOptions, tmp: Path, files: dict[str, Path]) -> tuple[dict | None, str]:
+def _maybe_engine(opts: BuildOptions, tmp: Path, files: dict[str, Path], cfg: ModelConfig) -> tuple[dict | None, str]:
     """Compile a TensorRT engine where TensorRT is importable; otherwise say how to finish on the device."""
     want_trt = opts.target == "auto" or opts.target.startswith("tensorrt")
     if not want_trt:
@@ -269,7 +270,7 @@ def _maybe_engine(opts: BuildOptions, tmp: Path, files: dict[str, Path]) -> tupl
         if opts.require_engine:
             raise EngineUnavailable(f"--require-engine: {exc}; {hint}") from None
         return None, f"TensorRT not found here: portable package ready; {hint}"
-    engine = compile_engine(tmp, files, opts)
+    engine = compile_engine(tmp, files, opts, cfg)
     return engine, f"engine {engine['file']} for TensorRT {engine['tensorrt_version']} on {engine['gpu']}"
 
 
@@ -278,13 +279,24 @@ def _engine_precision(opts: BuildOptions, files: dict[str, Path]) -> str:
     return want if want in files else "fp32"
 
 
-def compile_engine(pkg_dir: Path, files: dict[str, Path], opts: BuildOptions, cfg: ModelConfig | None = None) -> dict:
+def compile_engine(pkg_dir: Path, files: dict[str, Path], opts: BuildOptions, cfg: ModelConfig) -> dict:
     """Build (or reuse from the engine cache) a TensorRT engine for the package's best variant."""
     from .package import sha256_file
     from .runtime import trt as trt_mod
     from .runtime.device_memory import gpu_identity
 
     precision = _engine_precision(opts, files)
+    calibrator, cache_file = None, None
+    if opts.calib_mode == "implicit" and precision == "int8":
+        # TensorRT 8.5-10.x only (make_calibrator refuses 11): the FP32 graph plus a calibrator and its cache
+        from .calibration import load_calibration_set
+
+        cal = load_calibration_set(opts.calib, cfg.clip, opts.calib_clips,
+                                   opts.calib_seed, cache_dir=pkg_dir.parent / ".aknet_calib_cache")
+        cache_file = "calibration.cache"
+        method = opts.calib_method if opts.calib_method in ("entropy", "minmax") else "entropy"
+        calibrator = trt_mod.make_calibrator(method, (c[None] for c in cal.clips), pkg_dir / cache_file)
+        files = {**files, "int8": files["fp32"]}
     onnx_path = files[precision]
     version = trt_mod.format_version(trt_mod.trt_version())
     gpu, cc = gpu_identity()
@@ -293,21 +305,21 @@ def compile_engine(pkg_dir: Path, files: dict[str, Path], opts: BuildOptions, cf
                                      batch=opts.batch, workspace_bytes=opts.workspace_mb << 20, dla_core=opts.dla,
                                      timing_cache=_cache_dir() / f"timing-{version}-{cc}.cache")
     key = engine_cache_key(sha256_file(onnx_path), precision, {"input": io["shape"], "batch": list(opts.batch),
-                           "dla": opts.dla}, version, gpu, cc)
+                           "dla": opts.dla, "calib": opts.calib_mode}, version, gpu, cc)
     cached = _cache_dir() / f"{key}.engine"
-    if cached.exists():
+    if cached.exists() and calibrator is None:
         log.info("reusing cached engine %s (same ONNX, precision, shapes, TensorRT %s, %s)", cached.name, version, gpu)
         data = cached.read_bytes()
     else:
         log.info("building a %s TensorRT %s engine on %s (sm %s); this takes minutes", precision, version, gpu, cc)
-        data = trt_mod.build_serialized_engine(onnx_path, settings)
+        data = trt_mod.build_serialized_engine(onnx_path, settings, calibrator=calibrator)
         from .io_utils import atomic_write_bytes
 
         atomic_write_bytes(cached, data)
     name = f"model.{precision}.engine"
     (pkg_dir / name).write_bytes(data)
     return {"file": name, "precision": precision, "tensorrt_version": version, "gpu": gpu,
-            "compute_capability": cc, "cache_key": key,
+            "compute_capability": cc, "cache_key": key, "calibration": opts.calib_mode, "calibration_cache": cache_file,
             "flags": {"batch": list(opts.batch), "workspace_mb": opts.workspace_mb, "dla": opts.dla}}
 
 
@@ -389,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calib", default="synthetic", help="calibration data: folder of videos/frame folders, list file, or 'synthetic'")
     p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="percentile")
     p.add_argument("--calib-clips", type=int, default=64)
+    p.add_argument("--calib-mode", choices=("explicit", "implicit"), default="explicit",
+                   help="explicit: INT8 Q/DQ graph (every TensorRT); implicit: TensorRT 8.5-10.x calibrator + cache")
     p.add_argument("--batch", default="1,1,4", help="MIN,OPT,MAX batch for the engine's optimization profile")
     p.add_argument("--workspace", type=int, default=1024, help="TensorRT workspace in MiB")
     p.add_argument("--dla", type=int, help="Jetson DLA core (GPU fallback on)")
@@ -418,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         return _check_only(args, config)
     opts = BuildOptions(out=Path(args.out), checkpoint=Path(args.checkpoint) if args.checkpoint else None, config=config,
                         precision=args.precision, calib=args.calib, calib_method=args.calib_method,
+                        calib_mode=args.calib_mode,
                         calib_clips=args.calib_clips, batch=batch, workspace_mb=args.workspace, dla=args.dla,
                         target=args.target, eval_data=args.eval_data, force=args.force,
                         eval_clips_per_class=args.eval_clips_per_class, compare_methods=not args.no_compare,
@@ -464,8 +479,10 @@ def _finish_on_device(args: argparse.Namespace) -> int:
     try:
         files = {v["precision"]: tmp / v["file"] for v in pkg.variants if v["kind"] == "onnx" and v.get("role") == "clip"}
         batch = tuple(int(v) for v in args.batch.split(","))
-        opts = BuildOptions(out=out, precision=args.precision, batch=batch, workspace_mb=args.workspace, dla=args.dla)
-        engine = compile_engine(tmp, files, opts)
+        opts = BuildOptions(out=out, precision=args.precision, batch=batch, workspace_mb=args.workspace, dla=args.dla,
+                            calib=args.calib, calib_method=args.calib_method, calib_clips=args.calib_clips,
+                            calib_mode=args.calib_mode)
+        engine = compile_engine(tmp, files, opts, ModelConfig.from_dict(pkg.manifest["config"]))
         manifest = dict(pkg.manifest)
         manifest["variants"] = [v for v in manifest["variants"] if v["kind"] != "tensorrt"] + [
             variant_entry(tmp, engine["file"], engine["precision"], "tensorrt", role="clip",

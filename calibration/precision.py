@@ -12,7 +12,6 @@ scatters, prefix sums).
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path

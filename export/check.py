@@ -12,7 +12,6 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from .functions import DOMAIN
 from .targets import Target, get_target
 
 STANDARD_DOMAINS = ("", "ai.onnx")

@@ -88,7 +88,6 @@ def test_qdq_rules(scale, zp, rule):
     q_in = ["x", "scale"] + (["zp"] if zp is not None else [])
     if zp is not None:
         inits.append(const("zp", zp))
-    out_type = TensorProto.UINT8 if zp is not None and zp.dtype == np.uint8 else TensorProto.INT8
     m = graph([helper.make_node("QuantizeLinear", q_in, ["q"]), helper.make_node("DequantizeLinear", ["q", *q_in[1:]], ["y"])],
               inputs, [vi("y")], inits=inits)
     assert rule in rules(m, "tensorrt-10.3")
