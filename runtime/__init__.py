@@ -1,5 +1,33 @@
 """aknet_edge.runtime: live camera recognition. Imports neither torch nor TensorRT.
 
-Lands with the runtime issue; the package exists now so the installed layout
-and the no-torch rule are fixed and tested from the start.
+Public API (loaded lazily, so ``import aknet_edge.runtime`` stays cheap)::
+
+    from aknet_edge.runtime import Recognizer, open_source, open_backend
+
+* :class:`Recognizer` -- package + source -> :class:`Result` stream, events, outputs
+* :func:`open_source` -- one URI for cameras, streams, files, folders, synthetic
+* :func:`open_backend` -- ONNX Runtime or TensorRT behind one interface
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Recognizer": "recognizer", "RecognizerOptions": "recognizer", "Result": "recognizer",
+    "open_source": "sources", "Source": "sources", "Frame": "sources", "EndOfStream": "sources",
+    "SourceError": "sources", "SourceOpenError": "sources", "UnsupportedSourceError": "sources",
+    "GStreamerUnavailableError": "sources", "ReconnectPolicy": "sources",
+    "open_backend": "backends", "Backend": "backends", "BackendError": "backends",
+    "ActionEvent": "events", "EventConfig": "events",
+    "JsonlWriter": "jsonl", "MjpegServer": "preview", "Telemetry": "telemetry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -165,6 +165,9 @@ class OnnxRuntimeBackend(Backend):
         if threads:
             opts.intra_op_num_threads = int(threads)
         opts.log_severity_level = 3
+        if os.environ.get("AKNET_ORT_SPIN", "0") not in ("1", "true"):
+            # spinning intra-op threads steal the cores the capture and inference threads need
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.providers = providers
         self._sessions: dict[str, Any] = {}
         for role, entry in _role_entries(package, "onnx", precision).items():
@@ -193,8 +196,14 @@ class TensorRTBackend(Backend):
         precision = _pick_precision(package, "tensorrt", precision, TRT_PREFERENCE)
         super().__init__(package, precision)
         self._runners: dict[str, Any] = {}
+        from aknet_edge.runtime.device_memory import gpu_identity
+
+        entries = _role_entries(package, "tensorrt", precision)
+        version = rt.format_version(rt.trt_version())
+        for entry in entries.values():  # refuse engines from another TensorRT/GPU with the rebuild command
+            package.check_engine(entry, version, gpu_identity()[0])
         try:
-            for role, entry in _role_entries(package, "tensorrt", precision).items():
+            for role, entry in entries.items():
                 runner = rt.EngineRunner(package.path(entry))
                 runner.__enter__()
                 self._runners[role] = runner

@@ -44,7 +44,7 @@ class EventConfig:
     """Smoothing and hysteresis settings (probabilities in [0, 1], times in seconds)."""
 
     smoothing: str = "ema"
-    ema_alpha: float = 0.6
+    ema_alpha: float = 0.8
     mean_windows: int = 3
     enter: float = 0.5
     exit: float = 0.35
@@ -135,10 +135,11 @@ class EventDetector:
             if leaving:
                 if self._leave_since is None:
                     self._leave_since = t
-                if t - self._leave_since >= self.cfg.min_duration_s:
-                    out.append(self._end(self._leave_since))
+                left = self._leave_since
+                if t - left >= self.cfg.min_duration_s:
+                    out.append(self._end(left))
                     if top is not None:  # another action took over: it starts where this one ended
-                        out.append(self._start(top, self._leave_since, float(p[top])))
+                        out.append(self._start(top, left, float(p[top])))
                         return out
             else:
                 self._leave_since = None
@@ -170,10 +171,12 @@ class EventDetector:
         return ev
 
     def finish(self, t: float | None = None) -> list[ActionEvent]:
-        """Close the open event at ``t`` (default: the last update's time) at end of stream."""
+        """Close the open event at end of stream: at ``t``, else where it started fading, else the last update."""
         if self.active is None:
             return []
-        return [self._end(self.last_time if t is None else t)]
+        if t is None:
+            t = self._leave_since if self._leave_since is not None else self.last_time
+        return [self._end(t if t is not None else 0.0)]
 
 
 __all__ = ["ActionEvent", "EventConfig", "EventDetector", "SMOOTHING", "Smoother", "softmax", "top_k"]

@@ -1,11 +1,11 @@
 """JSON Lines output: one object per line, ``type`` "result" or "event".
 
-Schema (times in seconds; ``t`` is the media time when the source has one, else
+Schema (times in seconds; ``timestamp`` is the newest sample's time: the media time when the source has one, else
 monotonic capture time)::
 
-    {"type": "result", "t": 12.57, "window_start": 10.57, "label": "move_left",
+    {"type": "result", "timestamp": 12.57, "window_start": 10.57, "label": "move_left",
      "confidence": 0.93, "top_k": [["move_left", 0.93], ["move_right", 0.04], ...],
-     "probs_raw_top": "move_left", "keypoints": [[t_s, x_px, y_px, score], ...],
+     "keypoints": [[t_s, x_px, y_px, score], ...],
      "latency_ms": 21.4, "fps": 14.9, "frame": 188}
     {"type": "event", "state": "started" | "ended", "label": "move_left",
      "start": 10.9, "end": 13.1 | null, "confidence": 0.88, "peak": 0.97}
@@ -18,16 +18,20 @@ half line.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
 from typing import IO, Any
+
+log = logging.getLogger(__name__)
 
 
 class JsonlWriter:
     """Writes results and events to a file path, ``"-"`` (stdout) or an open text stream."""
 
     def __init__(self, target: str | os.PathLike[str] | IO[str]) -> None:
+        self._broken = False
         if target == "-":
             self._fh: IO[str] = sys.stdout
             self._own = False
@@ -39,10 +43,14 @@ class JsonlWriter:
             self._own = False
 
     def write(self, obj: dict[str, Any]) -> None:
-        if self._fh.closed:
+        if self._broken or self._fh.closed:
             return
-        self._fh.write(json.dumps(obj, separators=(",", ":")) + "\n")
-        self._fh.flush()
+        try:
+            self._fh.write(json.dumps(obj, separators=(",", ":")) + "\n")
+            self._fh.flush()
+        except (BrokenPipeError, ValueError) as exc:  # the reader went away: stop writing, keep recognising
+            log.warning("JSON Lines output closed by the reader (%s); no more lines written", exc)
+            self._broken = True
 
     def write_result(self, result: Any) -> None:
         self.write(result.to_json())

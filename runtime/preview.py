@@ -42,6 +42,8 @@ class MjpegServer:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            timeout = 5.0  # a stalled client cannot block close() for long
+
             def log_message(self, fmt: str, *args: Any) -> None:
                 log.debug("preview %s: " + fmt, self.client_address[0], *args)
 
@@ -70,7 +72,7 @@ class MjpegServer:
                         self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: "
                                          f"{len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
                         self.wfile.flush()
-                except (BrokenPipeError, ConnectionResetError, TimeoutError):
+                except (BrokenPipeError, ConnectionResetError, TimeoutError, OSError):
                     pass
 
         self._httpd = _Server((host, port), Handler)

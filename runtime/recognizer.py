@@ -80,11 +80,13 @@ class RecognizerOptions:
 
     backend: str = "auto"
     precision: str = "auto"
+    providers: list[str] | None = None  # onnxruntime execution providers (default: CPU; auto: best installed)
+    threads: int | None = None  # onnxruntime intra-op threads (default: onnxruntime's choice)
     incremental: bool | None = None  # None: when the package has split graphs
     exact_incremental: bool = True
     stride_s: float | None = None  # None: one sample period (span_s / (frames - 1))
     smoothing: str = "ema"
-    ema_alpha: float = 0.6
+    ema_alpha: float = 0.8
     mean_windows: int = 3
     enter: float = 0.5
     exit: float = 0.35
@@ -108,7 +110,18 @@ _STOP = object()
 
 
 class Recognizer:
-    """Recognise actions in a live source with a model package; a context manager and an iterator."""
+    """Recognise actions in a live source with a model package; a context manager and an iterator.
+
+    ``source`` is a URI for :func:`~aknet_edge.runtime.sources.open_source` (its options go in
+    ``source_options``) or an unopened :class:`~aknet_edge.runtime.sources.Source`; other keyword
+    arguments are :class:`RecognizerOptions` fields.
+
+    Threading: capture runs on the source's thread; inference, events, outputs and the
+    ``on_result``/``on_event`` callbacks run on one inference thread (keep callbacks short);
+    iteration and :meth:`next_result` read a bounded queue that drops its oldest results when
+    the consumer lags (``results_dropped``). Ended events, including the one closed at end of
+    stream, are also kept in :attr:`events`.
+    """
 
     def __init__(self, package_dir: str | Path, source: str | int | Source, **options: Any) -> None:
         names = {f.name for f in fields(RecognizerOptions)}
@@ -146,7 +159,10 @@ class Recognizer:
             return self
         opts = self.options
         try:
-            self.backend = open_backend(self.package, opts.backend, opts.precision)
+            extra: dict[str, Any] = {"providers": opts.providers} if opts.providers else {}
+            if opts.threads:
+                extra["threads"] = opts.threads
+            self.backend = open_backend(self.package, opts.backend, opts.precision, **extra)
             self.incremental = self.backend.has_split if opts.incremental is None else bool(opts.incremental)
             if self.incremental and not self.backend.has_split:
                 raise ConfigError(f"incremental mode needs the split graphs, which {self.package.root} lacks for "
@@ -231,7 +247,7 @@ class Recognizer:
             self._outputs.append(self.jsonl)
         else:
             self.jsonl = None
-        self.video = self.window = None
+        self.video = self.display_window = None
         if opts.preview_port is not None:
             from .preview import MjpegServer
 
@@ -245,8 +261,8 @@ class Recognizer:
         if opts.display:
             from .preview import DisplayWindow
 
-            self.window = DisplayWindow()
-            self._outputs.append(self.window)
+            self.display_window = DisplayWindow()
+            self._outputs.append(self.display_window)
 
     def _release(self) -> None:
         if self.source is not None:
@@ -352,7 +368,7 @@ class Recognizer:
         result = Result(t_end, t_start, self.labels[c], float(smooth[c]), top_k(raw, self.labels, self.options.top_k),
                         kps, latency * 1e3, snap_fps, newest.index, probs=smooth)
         result.events = self._detector.update(smooth, t_end - self.spec.span_s / 2)
-        if self.preview is not None or self.video is not None or self.window is not None or self.options.keep_images:
+        if self.preview is not None or self.video is not None or self.display_window is not None or self.options.keep_images:
             self._draw(result, samples, out)
         if self.jsonl is not None:
             self.jsonl.write_result(result)
@@ -384,15 +400,15 @@ class Recognizer:
         if self.options.keep_images:
             newest = samples[-1].frame
             result.image = newest.image if newest.color == "BGR" else cv2.cvtColor(newest.image, cv2.COLOR_RGB2BGR)
-        if self.preview is None and self.video is None and self.window is None:
+        if self.preview is None and self.video is None and self.display_window is None:
             return
         drawn = draw_overlay(image, result)
         if self.preview is not None:
             self.preview.update(drawn)
         if self.video is not None:
             self.video.write(drawn)
-        if self.window is not None:
-            self.window.show(drawn)
+        if self.display_window is not None:
+            self.display_window.show(drawn)
 
     def _emit_event(self, ev: ActionEvent) -> None:
         self.events.append(ev)

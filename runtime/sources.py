@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https", "udp", "tcp", "rtmp", "srt")
+LIVE_FFMPEG_OPTIONS = {"fflags": "nobuffer", "analyzeduration": "500000"}  # low latency, quick open
+_ENV_LOCK = threading.Lock()
 NO_GSTREAMER_HINT = (
     "this OpenCV has no GStreamer support (pip's opencv-python wheels are built without it); "
     "on Jetson use JetPack's system OpenCV (apt python3-opencv, and pip uninstall opencv-python "
@@ -330,7 +333,8 @@ class OpenCVSource(Source):
 
     def __init__(self, uri: str, target: Any, api: int, *, live: bool, width: int | None = None,
                  height: int | None = None, fps: float | None = None, open_timeout_s: float = 5.0,
-                 read_timeout_s: float = 3.0, realtime: bool = False, **options: Any) -> None:
+                 read_timeout_s: float = 3.0, realtime: bool = False,
+                 ffmpeg_options: dict[str, str] | None = None, **options: Any) -> None:
         self.live = live
         super().__init__(uri, **options)
         self._target, self._api = target, api
@@ -338,6 +342,9 @@ class OpenCVSource(Source):
         self._open_timeout_ms = int(open_timeout_s * 1000)
         self._read_timeout_ms = int(read_timeout_s * 1000)
         self._realtime = realtime and not live
+        if ffmpeg_options is None and live and api == _cv2_const("CAP_FFMPEG"):
+            ffmpeg_options = LIVE_FFMPEG_OPTIONS
+        self._ffmpeg_options = ffmpeg_options or {}
         self._cap: Any = None
         self._lock = threading.Lock()
         self._file_fps = 0.0
@@ -351,7 +358,20 @@ class OpenCVSource(Source):
         if self._api == cv2.CAP_FFMPEG:
             params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, self._open_timeout_ms,
                       cv2.CAP_PROP_READ_TIMEOUT_MSEC, self._read_timeout_ms]
-        cap = cv2.VideoCapture(self._target, self._api, params) if params else cv2.VideoCapture(self._target, self._api)
+        with _ENV_LOCK:  # OpenCV reads its FFmpeg demuxer options from the environment at open time
+            old = os.environ.get("OPENCV_FFMPEG_CAPTURE_OPTIONS")
+            if self._ffmpeg_options:
+                os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "|".join(
+                    f"{k};{v}" for k, v in self._ffmpeg_options.items())
+            try:
+                cap = cv2.VideoCapture(self._target, self._api, params) if params else \
+                    cv2.VideoCapture(self._target, self._api)
+            finally:
+                if self._ffmpeg_options:
+                    if old is None:
+                        os.environ.pop("OPENCV_FFMPEG_CAPTURE_OPTIONS", None)
+                    else:
+                        os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = old
         if not cap.isOpened():
             cap.release()
             raise SourceOpenError(f"cannot open {self.uri}: OpenCV could not open it (check the path/URL, that "
@@ -398,6 +418,12 @@ class OpenCVSource(Source):
             cap, self._cap = self._cap, None
         if cap is not None:
             cap.release()
+
+
+def _cv2_const(name: str) -> int:
+    import cv2
+
+    return int(getattr(cv2, name))
 
 
 # --------------------------------------------------------------------------- image folder
@@ -488,6 +514,42 @@ class SyntheticSource(Source):
         return rgb, t
 
 
+class ArraySource(Source):
+    """Frames already in memory replayed as a finite stream at ``fps`` media time (unpaced unless ``speed``).
+
+    For benchmarks and tests that must not pay for decoding or rendering.
+    """
+
+    live = False
+
+    def __init__(self, frames: Any, fps: float = 15.0, color: str = "RGB", repeat: int = 1,
+                 speed: float = 0.0, **options: Any) -> None:
+        super().__init__("array://", **options)
+        self._frames, self._fps, self.color = list(frames), float(fps), color
+        self._total = len(self._frames) * max(1, int(repeat))
+        self._i = 0
+        self._speed = float(speed)
+        self._t0: float | None = None
+
+    def _open(self) -> None:
+        pass
+
+    def _grab(self) -> tuple[np.ndarray, float | None] | None:
+        if self._i >= self._total:
+            return None
+        t = self._i / self._fps
+        image = self._frames[self._i % len(self._frames)]
+        self._i += 1
+        if self._speed > 0:
+            now = time.monotonic()
+            if self._t0 is None:
+                self._t0 = now - t / self._speed
+            wait = self._t0 + t / self._speed - now
+            if wait > 0:
+                self._stop.wait(wait)
+        return image, t
+
+
 # --------------------------------------------------------------------------- URI parsing
 
 
@@ -540,7 +602,9 @@ def open_source(uri: str | int, *, start: bool = True, **options: Any) -> Source
     Common options: ``buffer_size`` (frames kept, newest win), ``block`` (wait instead
     of dropping; default for files), ``reconnect`` (:class:`ReconnectPolicy`) or
     ``reconnect_initial_s``/``reconnect_max_s``/``reconnect_factor``/``reconnect_max_attempts``,
-    ``width``/``height``/``fps`` for cameras, ``realtime`` to pace files at their frame rate.
+    ``width``/``height``/``fps`` for cameras, ``realtime`` to pace files at their frame rate,
+    ``open_timeout_s``/``read_timeout_s`` and ``ffmpeg_options`` (e.g. ``{"rtsp_transport": "tcp"}``;
+    live network streams default to :data:`LIVE_FFMPEG_OPTIONS`) for network streams.
     """
     import cv2
 
@@ -601,7 +665,7 @@ def _make_source(uri: str | int, cv2: Any, options: dict[str, Any]) -> Source:
 
 
 __all__ = [
-    "EndOfStream", "Frame", "GStreamerUnavailableError", "ImageFolderSource", "OpenCVSource", "ReconnectPolicy",
+    "ArraySource", "EndOfStream", "Frame", "GStreamerUnavailableError", "ImageFolderSource", "OpenCVSource", "ReconnectPolicy",
     "Source", "SourceError", "SourceOpenError", "SourceStats", "SyntheticSource", "UnsupportedSourceError",
     "csi_pipeline", "open_source",
 ]

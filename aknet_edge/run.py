@@ -1,0 +1,125 @@
+"""``python -m aknet_edge.run [SOURCE]``: recognise actions live and print or stream them.
+
+With no arguments it runs the bundled demo package on the synthetic source and
+prints action events. SIGINT/SIGTERM stop it cleanly (source released, outputs
+flushed, exit 0); errors print one ``error: ...`` line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .cli_common import run_cli
+from .errors import DependencyError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SOURCE = "synthetic://?seed=1&fps=15&segments=6&size=112"
+DEMO_PACKAGE = Path.home() / ".cache" / "aknet_edge" / "demo_package"
+
+
+def demo_package() -> Path:
+    """The bundled demo package, built on first use (needs torch for that one build)."""
+    if (DEMO_PACKAGE / "manifest.json").is_file():
+        return DEMO_PACKAGE
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise DependencyError(
+            f"no model package given and the demo package {DEMO_PACKAGE} is missing; building it needs torch. "
+            "Pass --package DIR with a package built elsewhere (python -m aknet_edge.build --out DIR), "
+            "or pip install aknet-edge[build] to build the demo here")
+    from .build import BuildOptions, build
+
+    log.info("building the demo package into %s (once)", DEMO_PACKAGE)
+    DEMO_PACKAGE.parent.mkdir(parents=True, exist_ok=True)
+    build(BuildOptions(out=DEMO_PACKAGE, precision="fp32", eval_clips_per_class=1, compare_methods=False,
+                       progress=False, force=True))
+    return DEMO_PACKAGE
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m aknet_edge.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("source", nargs="?", default=DEFAULT_SOURCE,
+                   help="csi://N, /dev/videoN, rtsp://, http(s)://, udp://, a file, an image folder, a GStreamer "
+                        f"pipeline or synthetic://?seed=..&fps=..&segments=.. (default {DEFAULT_SOURCE})")
+    p.add_argument("--package", help="model package folder (default: the bundled demo package)")
+    p.add_argument("--backend", choices=("auto", "onnxruntime", "tensorrt"), default="auto")
+    p.add_argument("--precision", default="auto", help="fp32, fp16, int8 or auto")
+    p.add_argument("--providers", help="onnxruntime execution providers, comma-separated "
+                                       "(e.g. CUDAExecutionProvider,CPUExecutionProvider)")
+    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (1 is best on 2-core boards)")
+    p.add_argument("--jsonl", metavar="FILE", help="write results and events as JSON Lines ('-' = stdout)")
+    p.add_argument("--preview-port", type=int, metavar="N", help="serve an MJPEG preview on 127.0.0.1:N")
+    p.add_argument("--preview-host", default="127.0.0.1", help="address of the preview server")
+    p.add_argument("--output-video", metavar="FILE", help="write the annotated video (.avi/.mp4)")
+    p.add_argument("--display", action="store_true", help="show a window (only where a display exists)")
+    p.add_argument("--stats", type=float, metavar="SECONDS", help="print telemetry every SECONDS to stderr")
+    p.add_argument("--max-seconds", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("--incremental", action=argparse.BooleanOptionalAction, default=None,
+                   help="per-frame encoder + head (default: when the package has the split graphs)")
+    p.add_argument("--stride", type=float, metavar="SECONDS", help="seconds between windows (default: one sample)")
+    p.add_argument("--smoothing", choices=("ema", "mean", "none"), default="ema")
+    p.add_argument("--enter", type=float, default=0.5, help="probability that starts an event")
+    p.add_argument("--exit", type=float, default=0.35, help="probability below which an event ends")
+    p.add_argument("--min-duration", type=float, default=0.25, help="seconds a change must last")
+    p.add_argument("--buffer", type=int, default=4, help="frames the capture buffer keeps")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from aknet_edge.runtime import EndOfStream, Recognizer
+
+    pkg = Path(args.package) if args.package else demo_package()
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    print_events = args.jsonl != "-"
+
+    def on_event(ev: Any) -> None:
+        if print_events and ev.state == "ended":
+            print(f"{ev.start:8.2f} - {ev.end:8.2f} s  {ev.label:<12} {ev.confidence:.2f}", flush=True)
+
+    providers = args.providers.split(",") if args.providers else None
+    rec = Recognizer(pkg, args.source, backend=args.backend, precision=args.precision, providers=providers,
+                     threads=args.threads, incremental=args.incremental,
+                     stride_s=args.stride, smoothing=args.smoothing, enter=args.enter, exit=args.exit,
+                     min_duration_s=args.min_duration, jsonl=args.jsonl, preview_port=args.preview_port,
+                     preview_host=args.preview_host, output_video=args.output_video, display=args.display,
+                     max_seconds=args.max_seconds, on_event=on_event, source_options={"buffer_size": args.buffer})
+    try:
+        rec.start()
+        if rec.preview is not None:
+            print(f"preview: {rec.preview.url}", file=sys.stderr, flush=True)
+        next_stats = time.monotonic() + (args.stats or 0)
+        while not stop.is_set():
+            try:
+                rec.next_result(timeout=0.2)
+            except EndOfStream:
+                break
+            if args.stats and time.monotonic() >= next_stats:
+                print(rec.stats().line(), file=sys.stderr, flush=True)
+                next_stats += args.stats
+    finally:
+        rec.close()
+        for s, h in old.items():
+            signal.signal(s, h)
+    if args.stats:
+        print(rec.stats().line(), file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

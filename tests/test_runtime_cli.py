@@ -1,0 +1,80 @@
+"""``python -m aknet_edge.run``: JSON Lines out, clean stop on SIGINT, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO
+from test_runtime_support import demo_package
+
+
+@pytest.fixture(scope="module")
+def pkg(tmp_path_factory):
+    return demo_package(tmp_path_factory)
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "aknet_edge.run", *args]
+
+
+def test_jsonl_to_stdout(pkg):
+    proc = subprocess.run(_cli("synthetic://?seed=1&segments=3&speed=2", "--package", str(pkg), "--max-seconds",
+                               "3", "--jsonl", "-"), capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    results = [o for o in lines if o["type"] == "result"]
+    assert results and all(o["type"] in ("result", "event") for o in lines)
+    r = results[0]
+    assert {"timestamp", "window_start", "label", "confidence", "top_k", "keypoints", "latency_ms", "fps"} <= set(r)
+    assert r["timestamp"] == pytest.approx(2.0)
+
+
+def test_sigint_stops_cleanly_and_flushes(pkg, tmp_path):
+    out = tmp_path / "run.jsonl"
+    video = tmp_path / "run.avi"
+    proc = subprocess.Popen(_cli("synthetic://?seed=1&segments=20", "--package", str(pkg), "--jsonl", str(out),
+                                 "--output-video", str(video)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (not out.exists() or out.stat().st_size == 0):
+            time.sleep(0.1)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err[-2000:]
+    lines = out.read_text().splitlines()
+    assert lines and all(json.loads(line)["type"] in ("result", "event") for line in lines)
+    assert video.is_file() and video.stat().st_size > 0  # renamed into place at close
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # no temporaries left
+
+
+def test_bad_source_is_one_line_error(pkg):
+    proc = subprocess.run(_cli("/no/such/video.mp4", "--package", str(pkg)), capture_output=True, text=True,
+                          timeout=60, cwd=REPO)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no such file" in errors[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_no_package_without_torch_says_how_to_get_one(tmp_path):
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from aknet_edge.cli_common import run_cli\n"
+            "from aknet_edge.run import main\n"
+            "sys.exit(run_cli(main, ['--max-seconds', '1']))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO,
+                          env={**os.environ, "HOME": str(tmp_path)})
+    assert proc.returncode == 2
+    assert "--package" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,77 @@
+"""Incremental (per-frame encoder + head on cached features) equals whole-clip on the same frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aknet_edge import package as packaging
+from aknet_edge.runtime import Recognizer
+from aknet_edge.runtime.backends import open_backend
+from aknet_edge.runtime.window import GridSampler, IncrementalEncoder
+from aknet_edge.runtime.sources import Frame
+
+from test_runtime_support import demo_package
+
+
+@pytest.fixture(scope="module")
+def pkg(tmp_path_factory):
+    return demo_package(tmp_path_factory)
+
+
+def test_every_window_equals_whole_clip(pkg):
+    backend = open_backend(packaging.load(pkg), "onnxruntime")
+    assert backend.has_split and len(backend.state_names) >= 1
+    rng = np.random.default_rng(0)
+    frames = rng.standard_normal((13, 3, 112, 112)).astype(np.float32)
+    enc = IncrementalEncoder(backend, 8, exact=True)
+    windows = 0
+    for i, x in enumerate(frames):
+        enc.push(x)
+        if enc.ready:
+            inc = backend.head(enc.window())
+            whole = backend.infer_clip(frames[i - 7:i + 1])
+            assert np.abs(inc.logits - whole.logits).max() <= 1e-4
+            assert np.abs(inc.keypoint_scores - whole.keypoint_scores).max() <= 1e-4
+            windows += 1
+    assert windows == 6
+    # each new sample costs one batched encoder call of (shift layers + 1) frames, not T frames
+    assert enc.encoded_frames <= len(frames) * (len(backend.state_names) + 1)
+
+
+def test_carried_state_only_differs_after_the_first_window(pkg):
+    """Why exact mode exists: TSM-style carried state is not the whole-clip result."""
+    backend = open_backend(packaging.load(pkg), "onnxruntime")
+    rng = np.random.default_rng(1)
+    frames = rng.standard_normal((9, 3, 112, 112)).astype(np.float32)
+    enc = IncrementalEncoder(backend, 8, exact=False)
+    for x in frames[:8]:
+        enc.push(x)
+    assert np.abs(backend.head(enc.window()).logits - backend.infer_clip(frames[:8]).logits).max() <= 1e-4
+    enc.push(frames[8])
+    assert np.abs(backend.head(enc.window()).logits - backend.infer_clip(frames[1:]).logits).max() > 1e-3
+
+
+def test_stream_results_equal_in_both_modes(pkg):
+    uri = "synthetic://?seed=5&segments=2&speed=0&size=112"
+    probs = {}
+    for inc in (True, False):
+        with Recognizer(pkg, uri, incremental=inc, smoothing="none", source_options={"block": True}) as rec:
+            probs[inc] = [(r.timestamp, r.probs) for r in rec]
+    assert len(probs[True]) == len(probs[False]) > 5
+    for (ta, pa), (tb, pb) in zip(probs[True], probs[False]):
+        assert ta == tb
+        assert np.abs(pa - pb).max() <= 1e-4
+
+
+def test_grid_sampler_picks_nearest_frame_and_survives_drops():
+    sampler = GridSampler(frames=5, span_s=1.0)  # samples every 0.25 s
+    times = [0.0, 0.1, 0.2, 0.31, 0.9, 1.02, 1.1]  # uneven, with a drop between 0.31 and 0.9
+    picked = []
+    for i, t in enumerate(times):
+        samples, restarted = sampler.push(Frame(np.zeros((2, 2, 3), np.uint8), t, t, i))
+        assert not restarted
+        picked += [(s.k, s.frame.media_ts) for s in samples]
+    assert picked == [(0, 0.0), (1, 0.2), (2, 0.31), (3, 0.9), (4, 1.02)]
+    _, restarted = sampler.push(Frame(np.zeros((2, 2, 3), np.uint8), 0.5, 0.5, 9))  # clock went back
+    assert restarted

@@ -1,0 +1,166 @@
+"""Sources: one URI API, capture thread, bounded buffer, end of stream vs failure."""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from aknet_edge.runtime import sources as S
+from aknet_edge.synthetic import write_long_video
+
+
+@pytest.fixture(scope="module")
+def small_video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("vid") / "clip.avi"
+    segs = write_long_video(path, seed=4, n_segments=1, fps=15, size=64, seg_seconds=(1.0, 1.0))
+    return path, round(segs[-1].end * 15)
+
+
+def test_file_reads_all_frames_then_end_of_stream(small_video):
+    path, n = small_video
+    with S.open_source(str(path)) as src:
+        frames = list(src)
+        assert not src.live and src.block
+        with pytest.raises(S.EndOfStream):
+            src.read(timeout=1.0)
+    assert len(frames) == n
+    ts = [f.media_ts for f in frames]
+    assert ts[0] == 0.0 and np.allclose(np.diff(ts), 1 / 15)
+    assert frames[0].image.shape == (64, 64, 3) and frames[0].image.dtype == np.uint8
+    assert all(b.capture_ts >= a.capture_ts for a, b in zip(frames, frames[1:]))
+    assert src.stats().dropped == 0
+
+
+def test_image_folder(tmp_path):
+    for i in range(5):
+        cv2.imwrite(str(tmp_path / f"{i:03d}.png"), np.full((32, 48, 3), i * 40, np.uint8))
+    (tmp_path / "notes.txt").write_text("not an image")
+    with S.open_source(str(tmp_path), fps=10) as src:
+        frames = list(src)
+    assert [f.media_ts for f in frames] == pytest.approx([0, 0.1, 0.2, 0.3, 0.4])
+    assert [int(f.image[0, 0, 0]) for f in frames] == [0, 40, 80, 120, 160]
+
+
+def test_synthetic_is_paced_and_has_ground_truth():
+    with S.open_source("synthetic://?seed=1&fps=30&segments=1&size=32") as src:
+        assert src.segments and src.segments[0].start == 0.0
+        first = src.read(timeout=5)
+        assert first is not None and first.color == "RGB"
+        for _ in range(15):
+            last = src.read(timeout=5)
+        elapsed = last.capture_ts - first.capture_ts
+        media = last.media_ts - first.media_ts
+    assert media == pytest.approx(0.5)
+    assert 0.35 <= elapsed <= 1.5, elapsed  # paced near real time, generous under load
+
+
+def test_tiny_buffer_keeps_newest_and_counts_drops():
+    with S.open_source("synthetic://?seed=1&fps=15&segments=1&size=32&speed=0", buffer_size=2) as src:
+        deadline = time.monotonic() + 10
+        while src.stats().frames < 20 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        st = src.stats()
+        frames = []
+        while True:
+            try:
+                f = src.read(timeout=2)
+            except S.EndOfStream:
+                break
+            if f is not None:
+                frames.append(f)
+        st = src.stats()
+    assert st.dropped > 0
+    assert st.frames == st.dropped + len(frames)
+    assert [f.index for f in frames] == sorted(f.index for f in frames)
+
+
+@pytest.mark.parametrize("uri, err", [
+    ("foo://bar", S.UnsupportedSourceError),
+    ("", S.UnsupportedSourceError),
+    ("/definitely/not/here.mp4", S.SourceOpenError),
+    ("/dev/video99", S.SourceOpenError),
+])
+def test_bad_uris_raise_typed_errors(uri, err):
+    with pytest.raises(err) as info:
+        S.open_source(uri)
+    assert str(info.value)
+
+
+def test_unreadable_file_is_an_open_error(tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video at all" * 10)
+    with pytest.raises(S.SourceOpenError):
+        S.open_source(str(bad))
+
+
+def test_csi_without_gstreamer_says_what_to_do():
+    if S._has_gstreamer():
+        pytest.skip("this OpenCV has GStreamer; the error path is not reachable")
+    for uri in ("csi://0", "videotestsrc ! appsink"):
+        with pytest.raises(S.GStreamerUnavailableError) as info:
+            S.open_source(uri)
+        msg = str(info.value)
+        assert "GStreamer" in msg and "pip" in msg and "JetPack" in msg
+
+
+class _Broken(S.Source):
+    """A device that delivers two frames, then fails."""
+
+    def __init__(self, live: bool, **kw):
+        self.live = live
+        super().__init__("broken://", **kw)
+        self.n = 0
+        self.opens = 0
+
+    def _open(self):
+        self.opens += 1
+        if self.opens > 1:
+            raise OSError("device gone")
+
+    def _grab(self):
+        self.n += 1
+        if self.n > 2:
+            raise OSError("read error")
+        return np.zeros((8, 8, 3), np.uint8), None
+
+
+def test_failure_is_not_end_of_stream():
+    src = _Broken(live=False).start()
+    try:
+        got = [src.read(timeout=2), src.read(timeout=2)]
+        assert all(f is not None for f in got)
+        with pytest.raises(S.SourceError) as info:
+            src.read(timeout=2)
+        assert not isinstance(info.value, S.EndOfStream)
+    finally:
+        src.close()
+
+
+def test_live_source_gives_up_after_max_attempts():
+    policy = S.ReconnectPolicy(initial_s=0.01, max_s=0.02, factor=2, max_attempts=3)
+    src = _Broken(live=True, reconnect=policy).start()
+    try:
+        with pytest.raises(S.SourceError, match="3 reconnect attempts"):
+            for _ in range(10):
+                src.read(timeout=2)
+        assert src.opens == 4 and src.stats().reconnects == 0
+    finally:
+        src.close()
+
+
+def test_reconnect_policy_backoff():
+    p = S.ReconnectPolicy(initial_s=0.5, max_s=3, factor=2)
+    assert [p.delay(i) for i in (1, 2, 3, 4, 5)] == [0.5, 1, 2, 3, 3]
+    with pytest.raises(S.ConfigError):
+        S.ReconnectPolicy(initial_s=0)
+
+
+def test_read_timeout_returns_none():
+    with S.open_source("synthetic://?seed=1&fps=1&segments=1&size=32") as src:
+        assert src.read(timeout=2) is not None  # first frame at once
+        t = time.monotonic()
+        assert src.read(timeout=0.1) is None
+        assert time.monotonic() - t < 0.9
