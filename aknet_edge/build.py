@@ -27,7 +27,7 @@ from .cli_common import add_model_args, config_from_args, run_cli
 from .config import ModelConfig
 from .errors import AknetError, ConfigError, DataError
 from .io_utils import atomic_write_text
-from .package import MANIFEST, SCHEMA_VERSION, load, variant_entry
+from .package import MANIFEST, SCHEMA_VERSION, load, sha256_file, variant_entry
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp16", "int8", "best")
@@ -357,6 +357,7 @@ def _write_manifest(tmp: Path, cfg: ModelConfig, source: str, files: dict[str, P
         "created_by": "aknet_edge " + __import__("aknet_edge").__version__,
         "command": " ".join(["python -m aknet_edge.build", *sys.argv[1:]]),
         "source": source,
+        "source_sha256": sha256_file(source) if Path(source).is_file() else None,
         "config": cfg.to_dict(),
         "labels": labels,
         "preprocessing": {"frames": cfg.clip.frames, "sampling": "time", "span_s": cfg.clip.span_s,

@@ -22,7 +22,7 @@ from .model import build_model, compact_kernel
 
 log = logging.getLogger(__name__)
 FORMAT = "aknet_edge.checkpoint/1"
-DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "demo-tiny.safetensors"
+from .config import DEMO_WEIGHTS  # noqa: E402  (re-exported: the bundled demo model)
 
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike, extra: dict[str, str] | None = None) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
@@ -26,6 +27,8 @@ SHIFT_MODES = ("none", "offline", "online")
 CRITERIA = ("score", "raster", "hilbert")
 SCORERS = ("global", "pairwise")
 COMPACT_MODES = ("sum", "center", "mean")
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEMO_WEIGHTS = WEIGHTS_DIR / "demo-tiny.safetensors"  # the bundled demo AK-Net (its TSM twin: demo-tiny-tsm)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -24,7 +24,8 @@ from .data import HELDOUT_SEED, LabelledFolder
 from .errors import DataError
 from .model import logits_of
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+from .config import WEIGHTS_DIR  # noqa: E402
+
 DEMO_CHECKPOINTS = (WEIGHTS_DIR / "demo-tiny.safetensors", WEIGHTS_DIR / "demo-tiny-tsm.safetensors")
 
 

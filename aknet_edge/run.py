@@ -26,9 +26,20 @@ DEMO_PACKAGE = Path.home() / ".cache" / "aknet_edge" / "demo_package"
 
 
 def demo_package() -> Path:
-    """The bundled demo package, built on first use (needs torch for that one build)."""
-    if (DEMO_PACKAGE / "manifest.json").is_file():
-        return DEMO_PACKAGE
+    """The bundled demo package, built on first use and rebuilt when the bundled weights change (needs torch)."""
+    import json
+
+    from .config import DEMO_WEIGHTS
+    from .package import sha256_file
+
+    manifest = DEMO_PACKAGE / "manifest.json"
+    if manifest.is_file():
+        try:
+            if json.loads(manifest.read_text(encoding="utf-8")).get("source_sha256") == sha256_file(DEMO_WEIGHTS):
+                return DEMO_PACKAGE
+        except (OSError, ValueError):
+            pass
+        log.info("the cached demo package %s is stale or unreadable: rebuilding it", DEMO_PACKAGE)
     import importlib.util
 
     if importlib.util.find_spec("torch") is None:

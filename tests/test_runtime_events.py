@@ -18,6 +18,7 @@ import pytest
 
 from aknet_edge.runtime import Recognizer
 from aknet_edge.runtime.events import EventConfig, EventDetector
+from aknet_edge.runtime.metrics import boundary_errors, segment_accuracy
 from aknet_edge.synthetic import load_segments, write_long_video
 
 from test_runtime_support import demo_package
@@ -28,36 +29,6 @@ SPAN = 2.0  # the demo package's span_s (checked in the tests)
 @pytest.fixture(scope="module")
 def pkg(tmp_path_factory):
     return demo_package(tmp_path_factory)
-
-
-def segment_accuracy(results, segments, span):
-    """Majority label of the results whose whole window lies inside each segment (the first window
-    after the start is excluded); segments too short to hold such a result are not evaluable."""
-    hits, evaluable = 0, 0
-    for s in segments:
-        labels = [r.label for r in results if s.start + span <= r.timestamp < s.end]
-        if not labels:
-            continue
-        evaluable += 1
-        hits += Counter(labels).most_common(1)[0][0] == s.name
-    return hits / max(1, evaluable), evaluable
-
-
-def boundary_errors(events, segments):
-    """|start error| and |end error| of the best-overlapping same-label event per action segment;
-    inf when the action produced no event."""
-    errs = []
-    ended = [e for e in events if e.state == "ended"]
-    for s in segments:
-        if s.name == "no_action":
-            continue
-        cands = [e for e in ended if e.label == s.name and e.start < s.end and e.end > s.start]
-        if not cands:
-            errs += [np.inf, np.inf]
-            continue
-        e = max(cands, key=lambda e: min(e.end, s.end) - max(e.start, s.start))
-        errs += [abs(e.start - s.start), abs(e.end - s.end)]
-    return np.asarray(errs)
 
 
 def _run(pkg, source, **kw):
