@@ -8,6 +8,7 @@ exactly as training did: resize to the clip size, reorder colour, scale to
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -38,9 +39,17 @@ def preprocess_frame(frame: np.ndarray, spec: ClipSpec, color: str = "RGB") -> n
         frame = cv2.resize(frame, (spec.size, spec.size), interpolation=interp)
     if color != spec.color:
         frame = frame[:, :, ::-1]
-    x = frame.astype(np.float32) * (1.0 / 255.0)
-    x = (x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    scale, offset = _affine(spec.mean, spec.std)
+    x = frame.astype(np.float32)
+    x *= scale  # (x / 255 - mean) / std as one multiply-add, in place: this runs on every live frame
+    x += offset
     return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+@lru_cache(maxsize=8)
+def _affine(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    std_a = np.asarray(std, np.float32)
+    return (1.0 / (255.0 * std_a)).astype(np.float32), (-np.asarray(mean, np.float32) / std_a).astype(np.float32)
 
 
 def preprocess_batch(clips: np.ndarray, spec: ClipSpec, color: str = "RGB") -> np.ndarray:
@@ -51,6 +60,8 @@ def preprocess_batch(clips: np.ndarray, spec: ClipSpec, color: str = "RGB") -> n
     if clips.shape[2:4] != (spec.size, spec.size) or clips.dtype != np.uint8:
         return np.stack([preprocess_clip(c, spec, color) for c in clips])
     x = clips[..., ::-1] if color != spec.color else clips
-    x = x.astype(np.float32) * (1.0 / 255.0)
-    x = (x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    scale, offset = _affine(spec.mean, spec.std)
+    x = x.astype(np.float32)
+    x *= scale
+    x += offset
     return np.ascontiguousarray(x.transpose(0, 1, 4, 2, 3))

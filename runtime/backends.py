@@ -162,8 +162,9 @@ class OnnxRuntimeBackend(Backend):
         if missing:
             raise BackendError(f"onnxruntime providers {missing} are not available here; available: {available}")
         opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
+        # default: leave one core to the capture and inference threads (measured faster end to end on
+        # 2-core boards, and no slower for the bare backend: bench/runtime_bench.py)
+        opts.intra_op_num_threads = int(threads) if threads else max(1, (os.cpu_count() or 2) - 1)
         opts.log_severity_level = 3
         if os.environ.get("AKNET_ORT_SPIN", "0") not in ("1", "true"):
             # spinning intra-op threads steal the cores the capture and inference threads need
