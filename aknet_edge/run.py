@@ -42,7 +42,11 @@ def demo_package() -> Path:
         log.info("the cached demo package %s is stale or unreadable: rebuilding it", DEMO_PACKAGE)
     import importlib.util
 
-    if importlib.util.find_spec("torch") is None:
+    try:
+        has_torch = importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        has_torch = False
+    if not has_torch:
         raise DependencyError(
             f"no model package given and the demo package {DEMO_PACKAGE} is missing; building it needs torch. "
             "Pass --package DIR with a package built elsewhere (python -m aknet_edge.build --out DIR), "
