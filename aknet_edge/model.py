@@ -153,7 +153,7 @@ class TSMBaseline(nn.Module):
         for i in range(self.cfg.cut + 1, 5):
             y, _ = getattr(self, f"layer{i}")(y, t)
         logits = self.fc(self.dropout(F.adaptive_avg_pool2d(y, 1).flatten(1)))
-        return logits.view(b, t, -1).mean(dim=1)
+        return logits.view(b, t, self.cfg.num_classes).mean(dim=1)  # static class dim in the export
 
 
 def _grid_coords(grid: tuple[int, int, int]) -> Tensor:

@@ -11,6 +11,8 @@ scatters, prefix sums).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import tempfile
 from collections.abc import Iterator
@@ -73,15 +75,16 @@ def quantize_int8(model: onnx.ModelProto, clips: np.ndarray, method: str = "minm
     with tempfile.TemporaryDirectory(prefix="aknet-q-") as tmp:
         src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
         onnx.save(model, src)
-        quantize_static(
-            str(src), str(dst), _Reader(model.graph.input[0].name, clips),
-            quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            per_channel=True, calibrate_method=cm, op_types_to_quantize=["Conv", "Gemm", "MatMul"],
-            nodes_to_exclude=keep,
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
-                           "CalibTensorRangeSymmetric": True, "CalibMovingAverage": False,
-                           "QuantizeBias": False},  # TensorRT takes INT8 Q/DQ only: biases stay float
-        )
+        with contextlib.redirect_stdout(io.StringIO()):  # ORT's calibrators print progress to stdout
+            quantize_static(
+                str(src), str(dst), _Reader(model.graph.input[0].name, clips),
+                quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                per_channel=True, calibrate_method=cm, op_types_to_quantize=["Conv", "Gemm", "MatMul"],
+                nodes_to_exclude=keep,
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                               "CalibTensorRangeSymmetric": True, "CalibMovingAverage": False,
+                               "QuantizeBias": False},  # TensorRT takes INT8 Q/DQ only: biases stay float
+            )
         q = onnx.load(str(dst))
     q.producer_name = "aknet_edge"
     log.info("INT8 Q/DQ (%s): %d nodes kept in float", method, len(keep))

@@ -242,3 +242,15 @@ def test_r50_paper_exports_lowers_checks_and_matches():
     for target in TENSORRT_TARGETS:
         assert not errors(check(low, target)), target
     assert_parity(ref, session(low).run(None, {"clip": x.numpy()}))
+
+
+def test_tsm_baseline_exports_with_static_class_dim():
+    m = _model(4, arch="tsm")
+    g = lower(to_onnx(m), "tensorrt-8.5")
+    assert [d.dim_value for d in g.graph.output[0].type.tensor_type.shape.dim[1:]] == [11]
+    for target in TENSORRT_TARGETS:
+        assert not errors(check(g, target)), target
+    x = torch.randn(2, 8, 3, 112, 112)
+    with torch.no_grad():
+        ref = m(x).numpy()
+    np.testing.assert_allclose(session(g).run(None, {"clip": x.numpy()})[0], ref, atol=1e-4, rtol=0)
