@@ -85,12 +85,13 @@ class RecognizerOptions:
     incremental: bool | None = None  # None: when the package has split graphs
     exact_incremental: bool = True
     stride_s: float | None = None  # None: one sample period (span_s / (frames - 1))
-    smoothing: str = "ema"
-    ema_alpha: float = 0.8
-    mean_windows: int = 3
-    enter: float = 0.5
-    exit: float = 0.35
-    min_duration_s: float = 0.25
+    # event settings: one source of defaults, EventConfig's
+    smoothing: str = EventConfig.smoothing
+    ema_alpha: float = EventConfig.ema_alpha
+    mean_windows: int = EventConfig.mean_windows
+    enter: float = EventConfig.enter
+    exit: float = EventConfig.exit
+    min_duration_s: float = EventConfig.min_duration_s
     top_k: int = 3
     keypoints_top: int = 32
     jsonl: Any = None  # path, "-" or a text stream
@@ -107,6 +108,7 @@ class RecognizerOptions:
 
 
 _STOP = object()
+_EVENT_FIELDS = ("smoothing", "ema_alpha", "mean_windows", "enter", "exit", "min_duration_s")
 
 
 class Recognizer:
@@ -135,8 +137,7 @@ class Recognizer:
         self.spec = ClipSpec(int(pre["frames"]), int(size), float(pre["span_s"]), tuple(pre["mean"]),
                              tuple(pre["std"]), pre.get("color", "RGB"))
         self.labels = self.package.labels
-        self.event_config = EventConfig(opts.smoothing, opts.ema_alpha, opts.mean_windows, opts.enter, opts.exit,
-                                        opts.min_duration_s)
+        self.event_config = EventConfig(**{f: getattr(opts, f) for f in _EVENT_FIELDS})
         self._source_arg = source
         self.source: Source | None = source if isinstance(source, Source) else None
         self.backend: Backend | None = None

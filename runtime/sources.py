@@ -324,6 +324,15 @@ class Source:
     def _release(self) -> None:
         pass
 
+    def _pace(self, media_ts: float, speed: float = 1.0) -> None:
+        """Wait until media time ``media_ts`` is due at ``speed`` x real time (files, synthetic, arrays)."""
+        now = time.monotonic()
+        if getattr(self, "_t0", None) is None:
+            self._t0 = now - media_ts / speed
+        wait = self._t0 + media_ts / speed - now
+        if wait > 0:
+            self._stop.wait(wait)
+
 
 # --------------------------------------------------------------------------- OpenCV
 
@@ -404,14 +413,6 @@ class OpenCVSource(Source):
             if self._realtime:
                 self._pace(media_ts)
         return image, media_ts
-
-    def _pace(self, media_ts: float) -> None:
-        now = time.monotonic()
-        if self._t0 is None:
-            self._t0 = now - media_ts
-        wait = self._t0 + media_ts - now
-        if wait > 0:
-            self._stop.wait(wait)
 
     def _release(self) -> None:
         with self._lock:
@@ -505,12 +506,7 @@ class SyntheticSource(Source):
             t, rgb = next(self._frames)
         t += self._offset
         if self.speed > 0:
-            now = time.monotonic()
-            if self._t0 is None:
-                self._t0 = now - t / self.speed
-            wait = self._t0 + t / self.speed - now
-            if wait > 0:
-                self._stop.wait(wait)
+            self._pace(t, self.speed)
         return rgb, t
 
 
@@ -541,12 +537,7 @@ class ArraySource(Source):
         image = self._frames[self._i % len(self._frames)]
         self._i += 1
         if self._speed > 0:
-            now = time.monotonic()
-            if self._t0 is None:
-                self._t0 = now - t / self._speed
-            wait = self._t0 + t / self._speed - now
-            if wait > 0:
-                self._stop.wait(wait)
+            self._pace(t, self._speed)
         return image, t
 
 

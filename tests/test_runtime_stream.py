@@ -102,6 +102,11 @@ def _kill_and_restart(video, uri: str, out_args: list[str], start_delay: float) 
             src.close()
         _stop(proc)
     # nothing leaks: capture thread joined, sockets and decoders released
+    _assert_no_leaks(threads_before, fds_before)
+
+
+def _assert_no_leaks(threads_before, fds_before) -> None:
+    """Threads joined and descriptors closed, allowing a few seconds for shutdown."""
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and (set(threading.enumerate()) - threads_before or open_fds() > fds_before):
         time.sleep(0.1)
@@ -162,8 +167,4 @@ def test_recognizer_over_udp_survives_a_camera_restart(video, tmp_path_factory):
             assert tel.latency_p50_ms > 0 and tel.capture_fps > 0
     finally:
         _stop(proc)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and (set(threading.enumerate()) - threads_before or open_fds() > fds_before):
-        time.sleep(0.1)
-    assert not (set(threading.enumerate()) - threads_before)
-    assert open_fds() <= fds_before
+    _assert_no_leaks(threads_before, fds_before)
