@@ -70,13 +70,22 @@ class KeypointScorer(nn.Module):
         self.query = nn.Linear(channels, d)
         self.embed = nn.Parameter(torch.randn(cfg.queries, d) * 0.02)
         self.scale = 1.0 / math.sqrt(d)
+        # means over the points and over the queries as (1, R) @ x products: ONNX Runtime's ReduceMean over a
+        # middle axis costs ~4x a GEMV of the same size (bench/export_latency.py), and the head is latency-bound
+        self.register_buffer("point_mean", torch.full((1, cfg.num_points), 1.0 / cfg.num_points), persistent=False)
+        self.register_buffer("query_mean", torch.full((1, cfg.queries), 1.0 / cfg.queries), persistent=False)
 
     def forward(self, f: Tensor, coords: Tensor) -> Tensor:
-        k = self.key(f) + self.pos(coords)  # (B, N, d)
+        """``f`` (B, N, C) features, ``coords`` (N, 3) the grid's constant coordinates -> scores (B, N)."""
+        pos = self.pos(coords)  # (N, d): input-independent, a constant in the exported graph
         if self.kind == "global":
-            q = self.query(f.mean(dim=1)).unsqueeze(1) + self.embed  # (B, G, d)
-            return torch.softmax(q @ k.transpose(1, 2) * self.scale, dim=-1).mean(dim=1)
-        q = self.query(f) + self.pos(coords)
+            # q k^T = (q Wk) f^T + q (bk + pos)^T: G x C x N instead of projecting every point to d
+            # (the same product reassociated; it keeps the head's cost near its FLOPs on small models)
+            q = self.query(self.point_mean @ f) + self.embed  # (B, G, d) from the mean feature (B, 1, C)
+            logits = (q @ self.key.weight) @ f.transpose(1, 2) + q @ (self.key.bias + pos).t()
+            return (self.query_mean @ torch.softmax(logits * self.scale, dim=-1)).squeeze(1)
+        k = self.key(f) + pos
+        q = self.query(f) + pos
         received = torch.zeros(f.shape[:2], dtype=f.dtype, device=f.device)
         for q_chunk in q.split(512, dim=1):
             attn = torch.softmax(q_chunk @ k.transpose(1, 2) * self.scale, dim=-1)
@@ -112,8 +121,7 @@ class AKNet(nn.Module):
         t, h, w = self.cfg.grid
         c = feats.shape[1]
         f = feats.reshape(-1, t, c, h * w).permute(0, 1, 3, 2).reshape(-1, t * h * w, c)  # flat = t*h*w + y*w + x
-        coords_all = self.grid_coords.unsqueeze(0).expand(f.shape[0], -1, -1)
-        scores = self.scorer(f, coords_all)
+        scores = self.scorer(f, self.grid_coords)
         kept, idx, kept_scores = torch.ops.aknet.keypoint_select(f, scores, self.cfg.num_keypoints, self.cfg.gate_max)
         kept, idx, kept_scores = torch.ops.aknet.keypoint_rank(kept, idx, kept_scores, self.cfg.criterion, [t, h, w])
         coords = self.grid_coords[idx]  # (B, K, 3)

@@ -6,6 +6,11 @@ runs after warm-up), with the FLOPs ratio beside the latency ratio. For
 configs whose shift allows it, the split pipeline's cost per new frame
 (frame_encoder on one frame + clip_head) over the whole-clip cost.
 
+Every timed call of a preset runs round-robin in one loop (one call of each
+per repeat), so machine drift hits all of them alike; the head is fed the
+features the encoder graph makes of the same clip (not zeros: an all-equal
+score vector is TopK's degenerate case and not what a camera gives).
+
     python bench/export_latency.py                 # demo-tiny and r50-paper
     python bench/export_latency.py --presets demo-tiny --repeats 20
 """
@@ -39,20 +44,41 @@ def _session(model, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
-def _median_ms(fn, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
+def _interleaved_ms(fns: dict, warmup: int, repeats: int, seconds: float, block_s: float = 0.3) -> tuple[dict[str, float], int]:
+    """Median ms of each callable, timed in blocks of about ``block_s`` taken round-robin, first quarter of each dropped.
+
+    Blocks, not single calls: a session's idle intra-op threads spin after a
+    run, so alternating single calls of several sessions would time their
+    contention for the cores instead of any one session. Round-robin blocks
+    still share the machine's drift among all graphs.
+    """
+    calls = {}
+    for k, fn in fns.items():
+        for _ in range(warmup):
+            t = time.perf_counter()
+            fn()
+            calls[k] = max(8, int(block_s / max(time.perf_counter() - t, 1e-6)))
+    rounds = max(1, int(seconds / (block_s * len(fns))))
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            for i in range(calls[k]):
+                t = time.perf_counter()
+                fn()
+                if i >= calls[k] // 4:
+                    times[k].append((time.perf_counter() - t) * 1e3)
+    while min(len(v) for v in times.values()) < repeats:  # slow graphs: at least ``repeats`` timed runs each
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append((time.perf_counter() - t) * 1e3)
+    return {k: statistics.median(v) for k, v in times.items()}, min(len(v) for v in times.values())
 
 
-def bench_preset(name: str, threads: int, warmup: int, repeats: int, split_shift: str | None) -> dict:
+def bench_preset(name: str, threads: int, warmup: int, repeats: int, seconds: float, split_shift: str | None) -> dict:
     torch.manual_seed(0)
     row: dict = {"preset": name}
+    fns = {}
     x = None
     for arch in ("aknet", "tsm"):
         cfg = preset(name, arch=arch)
@@ -60,10 +86,8 @@ def bench_preset(name: str, threads: int, warmup: int, repeats: int, split_shift
         sess = _session(lower(to_onnx(model), "onnxruntime"), threads)
         if x is None:
             x = np.random.default_rng(0).normal(size=(1, cfg.clip.frames, 3, cfg.clip.size, cfg.clip.size)).astype(np.float32)
-        row[f"{arch}_ms"] = _median_ms(lambda: sess.run(None, {"clip": x}), warmup, repeats)
+        fns[arch] = lambda sess=sess: sess.run(None, {"clip": x})
         row[f"{arch}_gflops"] = count_cost(model, cfg).gflops
-    row["latency_ratio"] = row["aknet_ms"] / row["tsm_ms"]
-    row["flops_ratio"] = row["aknet_gflops"] / row["tsm_gflops"]
     # streaming split: an online-shift (or no-shift) variant of the same preset
     shift = preset(name).shift if preset(name).shift != "offline" else split_shift
     if shift:
@@ -74,15 +98,22 @@ def bench_preset(name: str, threads: int, warmup: int, repeats: int, split_shift
         enc, head = _session(lower(enc_g, "onnxruntime"), threads), _session(lower(head_g, "onnxruntime"), threads)
         state_in, _ = split_names(model)
         states = {n: np.zeros(tuple(s.shape), np.float32) for n, s in zip(state_in, model.encoder.init_state(1))}
-        frame = x[:, 0]
-        with torch.no_grad():
-            f, _ = model.encode_frame(torch.from_numpy(frame))
-        feats = np.zeros((1, cfg.clip.frames, *f.shape[1:]), np.float32)
-        whole_ms = _median_ms(lambda: whole.run(None, {"clip": x}), warmup, repeats)
-        enc_ms = _median_ms(lambda: enc.run(None, {"frame": frame, **states}), warmup, repeats)
-        head_ms = _median_ms(lambda: head.run(None, {"features": feats}), warmup, repeats)
-        row.update(split_shift=shift, whole_clip_ms=whole_ms, frame_encoder_ms=enc_ms, clip_head_ms=head_ms,
-                   per_new_frame_ratio=(enc_ms + head_ms) / whole_ms)
+        feats, carry = [], dict(states)
+        for t in range(cfg.clip.frames):  # the clip's own features, frame by frame with the shift state carried
+            f, *new = enc.run(None, {"frame": x[:, t], **carry})
+            feats.append(f)
+            carry = dict(zip(state_in, new))
+        feats = np.stack(feats, axis=1)
+        frame = x[:, -1]
+        fns.update(whole=lambda: whole.run(None, {"clip": x}),
+                   encoder=lambda: enc.run(None, {"frame": frame, **carry}),
+                   head=lambda: head.run(None, {"features": feats}))
+    ms, row["repeats"] = _interleaved_ms(fns, warmup, repeats, seconds)
+    row.update(aknet_ms=ms["aknet"], tsm_ms=ms["tsm"], latency_ratio=ms["aknet"] / ms["tsm"],
+               flops_ratio=row["aknet_gflops"] / row["tsm_gflops"])
+    if shift:
+        row.update(split_shift=shift, whole_clip_ms=ms["whole"], frame_encoder_ms=ms["encoder"], clip_head_ms=ms["head"],
+                   per_new_frame_ratio=(ms["encoder"] + ms["head"]) / ms["whole"])
     return row
 
 
@@ -90,21 +121,22 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--presets", nargs="+", default=["demo-tiny", "r50-paper"])
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=15, help="at least this many timed runs per graph")
+    p.add_argument("--seconds", type=float, default=20.0, help="or as many as fit in about this time")
     p.add_argument("--split-shift", default="online", help="shift used for the split of presets that are 'offline'")
     p.add_argument("--out", default="bench/results/export_latency.json")
     args = p.parse_args(argv)
-    rows = [bench_preset(n, args.threads, args.warmup, args.repeats, args.split_shift) for n in args.presets]
+    rows = [bench_preset(n, args.threads, args.warmup, args.repeats, args.seconds, args.split_shift) for n in args.presets]
     machine = f"{platform.processor() or platform.machine()}, {args.threads} ORT threads, onnxruntime {ort.__version__}"
-    print(f"ONNX Runtime CPU, batch 1, median of {args.repeats} after {args.warmup} warm-up runs ({machine})\n")
-    print("| preset | AK-Net ms | TSM ms | latency ratio | FLOPs ratio | split: encoder+head ms / whole ms | per-new-frame ratio |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"ONNX Runtime CPU, batch 1, median of runs timed in interleaved blocks after {args.warmup} warm-up rounds ({machine})\n")
+    print("| preset | runs | AK-Net ms | TSM ms | latency ratio | FLOPs ratio | split: encoder+head ms / whole ms | per-new-frame ratio |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        split = (f"{r['frame_encoder_ms']:.1f}+{r['clip_head_ms']:.1f} / {r['whole_clip_ms']:.1f} ({r['split_shift']})"
+        split = (f"{r['frame_encoder_ms']:.2f}+{r['clip_head_ms']:.2f} / {r['whole_clip_ms']:.2f} ({r['split_shift']})"
                  if "whole_clip_ms" in r else "n/a")
         ratio = f"{r['per_new_frame_ratio']:.3f}" if "per_new_frame_ratio" in r else "n/a"
-        print(f"| {r['preset']} | {r['aknet_ms']:.1f} | {r['tsm_ms']:.1f} | {r['latency_ratio']:.3f} | "
+        print(f"| {r['preset']} | {r['repeats']} | {r['aknet_ms']:.2f} | {r['tsm_ms']:.2f} | {r['latency_ratio']:.3f} | "
               f"{r['flops_ratio']:.3f} | {split} | {ratio} |")
     atomic_write_text(args.out, json.dumps({"machine": machine, "command": " ".join(["python"] + sys.argv), "rows": rows},
                                            indent=2))

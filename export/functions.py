@@ -42,19 +42,14 @@ def gather_and_gate_nodes() -> list[onnx.NodeProto]:
         gate_max_ref(),
         _const("one", np.array(1, np.int64)),
         _const("axis2", np.array([2], np.int64)),
-        _const("three", np.array([3], np.int64)),
         helper.make_node("Shape", ["scores"], ["score_shape"]),
         helper.make_node("Gather", ["score_shape", "one"], ["n"], axis=0),
         helper.make_node("Cast", ["n"], ["n_f"], to=TensorProto.FLOAT),
         helper.make_node("Mul", ["values", "n_f"], ["gate_raw"]),
         helper.make_node("Min", ["gate_raw", "gate_max"], ["gate"]),
-        helper.make_node("Shape", ["features"], ["f_shape"]),
-        helper.make_node("Shape", ["indices"], ["i_shape"]),
-        helper.make_node("Slice", ["f_shape", "axis2", "three"], ["c_dim"]),
-        helper.make_node("Concat", ["i_shape", "c_dim"], ["gather_shape"], axis=0),
+        # GatherND with batch_dims=1 takes (B, K, 1) indices as they are: no (B, K, C) index tensor to expand
         helper.make_node("Unsqueeze", ["indices", "axis2"], ["indices3"]),
-        helper.make_node("Expand", ["indices3", "gather_shape"], ["indices_c"]),
-        helper.make_node("GatherElements", ["features", "indices_c"], ["gathered"], axis=1),
+        helper.make_node("GatherND", ["features", "indices3"], ["gathered"], batch_dims=1),
         helper.make_node("Unsqueeze", ["gate", "axis2"], ["gate3"]),
         helper.make_node("Mul", ["gathered", "gate3"], ["kept"]),
     ]
@@ -99,7 +94,6 @@ def rank_function(criterion: str, grid: tuple[int, int, int], opset: int = 17) -
             _const("key_table", table),
             _const("axis2", np.array([2], np.int64)),
             _const("two", np.array([2], np.int64)),
-            _const("three", np.array([3], np.int64)),
             helper.make_node("Gather", ["key_table", "indices"], ["keys"], axis=0),
             helper.make_node("Cast", ["keys"], ["keys_f"], to=TensorProto.FLOAT),
             helper.make_node("Shape", ["indices"], ["i_shape"]),
@@ -108,12 +102,8 @@ def rank_function(criterion: str, grid: tuple[int, int, int], opset: int = 17) -
             helper.make_node("TopK", ["keys_f", "k"], ["sorted_keys", "order"], axis=1, largest=0, sorted=1),
             helper.make_node("GatherElements", ["indices", "order"], ["indices_out"], axis=1),
             helper.make_node("GatherElements", ["scores", "order"], ["scores_out"], axis=1),
-            helper.make_node("Shape", ["features"], ["f_shape"]),
-            helper.make_node("Slice", ["f_shape", "two", "three"], ["c_dim"]),
-            helper.make_node("Concat", ["i_shape", "c_dim"], ["gather_shape"], axis=0),
             helper.make_node("Unsqueeze", ["order", "axis2"], ["order3"]),
-            helper.make_node("Expand", ["order3", "gather_shape"], ["order_c"]),
-            helper.make_node("GatherElements", ["features", "order_c"], ["features_out"], axis=1),
+            helper.make_node("GatherND", ["features", "order3"], ["features_out"], batch_dims=1),
         ]
         nodes = _toposort(nodes, ["features", "indices", "scores"], RANK)
     return helper.make_function(

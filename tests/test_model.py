@@ -44,7 +44,7 @@ def test_pairwise_scorer_runs_and_sums_to_one():
     cfg = preset("demo-tiny", scorer="pairwise")
     model = build_model(cfg).eval()
     f = torch.randn(2, cfg.num_points, model.encoder.out_channels)
-    s = model.scorer(f, model.grid_coords.expand(2, -1, -1))
+    s = model.scorer(f, model.grid_coords)
     torch.testing.assert_close(s.sum(1), torch.ones(2))
 
 
