@@ -26,16 +26,19 @@ DEMO_PACKAGE = Path.home() / ".cache" / "aknet_edge" / "demo_package"
 
 
 def demo_package() -> Path:
-    """The bundled demo package, built on first use and rebuilt when the bundled weights change (needs torch)."""
+    """The bundled demo package, built on first use and rebuilt when the bundled weights or the toolkit
+    version change (a new version may export a different graph from the same weights; needs torch)."""
     import json
 
+    from . import __version__
     from .config import DEMO_WEIGHTS
     from .package import sha256_file
 
     manifest = DEMO_PACKAGE / "manifest.json"
     if manifest.is_file():
         try:
-            if json.loads(manifest.read_text(encoding="utf-8")).get("source_sha256") == sha256_file(DEMO_WEIGHTS):
+            m = json.loads(manifest.read_text(encoding="utf-8"))
+            if m.get("source_sha256") == sha256_file(DEMO_WEIGHTS) and m.get("created_by") == f"aknet_edge {__version__}":
                 return DEMO_PACKAGE
         except (OSError, ValueError):
             pass

@@ -176,11 +176,12 @@ class OnnxRuntimeBackend(Backend):
         if "clip" not in self._sessions:
             raise BackendError(f"{package.root}: no whole-clip onnx graph in {precision}")
         self.has_split = {"frame_encoder", "clip_head"} <= set(self._sessions)
+        # read once: get_outputs() builds new NodeArg objects on every call, a measurable cost per window
+        self._output_names = {role: [o.name for o in sess.get_outputs()] for role, sess in self._sessions.items()}
 
     def _run(self, role: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        sess = self._sessions[role]
-        names = [o.name for o in sess.get_outputs()]
-        return dict(zip(names, sess.run(names, feed)))
+        names = self._output_names[role]
+        return dict(zip(names, self._sessions[role].run(names, feed)))
 
     def close(self) -> None:
         self._sessions.clear()

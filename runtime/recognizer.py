@@ -102,6 +102,9 @@ class RecognizerOptions:
     queue_size: int = 64
     max_seconds: float | None = None
     keep_images: bool = False  # attach the newest frame to each Result
+    # preprocess each frame on the capture thread, overlapped with inference (one resize per captured frame,
+    # used or not: turn off on a CPU-starved device whose camera runs far faster than the clip's sample rate)
+    preprocess_on_capture: bool = True
     source_options: dict[str, Any] = field(default_factory=dict)
     on_result: Callable[[Result], None] | None = None
     on_event: Callable[[ActionEvent], None] | None = None
@@ -170,9 +173,11 @@ class Recognizer:
                                   f"{self.backend.name} {self.backend.precision}; use incremental=False")
             self._open_outputs()
             if self.source is None:
-                self.source = open_source(self._source_arg, **opts.source_options)
-            else:
-                self.source.start()
+                self.source = open_source(self._source_arg, start=False, **opts.source_options)
+            if opts.preprocess_on_capture:
+                spec = self.spec
+                self.source.prepare = lambda f: preprocess_frame(f.image, spec, f.color)
+            self.source.start()
         except BaseException:
             self._release()
             raise
@@ -284,7 +289,7 @@ class Recognizer:
 
     def _reset_stream(self) -> None:
         assert self.backend is not None
-        self._window = WindowBuffer(self.spec)
+        self._window = WindowBuffer(self.spec, keep_tensors=not self.incremental)
         self._encoder = IncrementalEncoder(self.backend, self.spec.frames, self.options.exact_incremental) \
             if self.incremental else None
         self._k0: int | None = None
@@ -341,6 +346,8 @@ class Recognizer:
         for i, s in enumerate(samples):
             if prev is not None and prev.frame is s.frame:
                 s.tensor = prev.tensor
+            elif s.frame.tensor is not None:  # prepared on the capture thread
+                s.tensor = s.frame.tensor
             else:
                 s.tensor = preprocess_frame(s.frame.image, self.spec, s.frame.color)
             prev = s
@@ -384,10 +391,15 @@ class Recognizer:
         if k <= 0:
             return []
         pts, scores = out.keypoints[0], out.keypoint_scores[0]
-        order = np.argsort(-scores)[:k]
+        if k < len(scores):  # the k best without sorting all K
+            best = np.argpartition(-scores, k - 1)[:k]
+            order = best[np.argsort(-scores[best], kind="stable")]
+        else:
+            order = np.argsort(-scores, kind="stable")
         span = self.spec.span_s
-        return [(float(t_start + pts[i, 0] * span), float(pts[i, 2] * w), float(pts[i, 1] * h), float(scores[i]))
-                for i in order]
+        sel = pts[order].astype(np.float64)
+        cols = (t_start + sel[:, 0] * span, sel[:, 2] * w, sel[:, 1] * h, scores[order].astype(np.float64))
+        return list(zip(*(c.tolist() for c in cols)))
 
     def _draw(self, result: Result, samples: list[Sample], out: ClipOutput) -> None:
         import cv2

@@ -28,8 +28,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -86,7 +86,8 @@ class Frame:
 
     ``capture_ts`` is ``time.monotonic()`` when the frame reached the buffer;
     ``media_ts`` is its position in the media (files, synthetic) or None (cameras).
-    ``image`` is uint8 (H, W, 3) in ``color`` order.
+    ``image`` is uint8 (H, W, 3) in ``color`` order. ``tensor`` is what the
+    source's ``prepare`` hook made of it on the capture thread (or None).
     """
 
     image: np.ndarray
@@ -94,6 +95,7 @@ class Frame:
     media_ts: float | None
     index: int
     color: str = "BGR"
+    tensor: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def timestamp(self) -> float:
@@ -162,6 +164,8 @@ class Source:
         self._thread: threading.Thread | None = None
         self._index = 0
         self._finished = False  # a finite live-like source (synthetic) ran out
+        # called on the capture thread with each new Frame; its return value becomes ``frame.tensor``
+        self.prepare: Callable[[Frame], np.ndarray] | None = None
 
     # -- lifecycle
     def start(self) -> Source:
@@ -290,6 +294,12 @@ class Source:
         now = time.monotonic()
         frame = Frame(image, now, media_ts, self._index, self.color)
         self._index += 1
+        prepare = self.prepare
+        if prepare is not None:  # e.g. the model's preprocessing, overlapped with inference on the other thread
+            try:
+                frame.tensor = prepare(frame)
+            except Exception as exc:  # the consumer falls back to preparing the frame itself and reports the error
+                log.debug("%s: prepare hook failed on frame %d: %s", self.uri, frame.index, exc)
         with self._cond:
             if self.block:
                 while len(self._buf) >= self._size and not self._stop.is_set():

@@ -113,6 +113,7 @@ class IncrementalEncoder:
         self.frames = frames
         self.exact = exact
         self.layers = len(backend.state_names)
+        self._zero = backend.zero_state(1)  # shared by every fresh chain: states are only read, never written
         self._carried_state = backend.zero_state(1)
         self._carried: collections.deque[np.ndarray] = collections.deque(maxlen=frames)
         self._fresh: dict[int, _Chain] = {}
@@ -124,7 +125,7 @@ class IncrementalEncoder:
         k = self.count
         self.count += 1
         if self.exact and self.layers:
-            self._fresh[k] = _Chain(self.backend.zero_state(1))
+            self._fresh[k] = _Chain(self._zero)
         active = [c for c in self._fresh.values() if len(c.feats) < self.layers]
         n = 1 + len(active)
         states = [np.concatenate([self._carried_state[i]] + [c.state[i] for c in active], axis=0)
@@ -156,25 +157,46 @@ class IncrementalEncoder:
 
 
 class WindowBuffer:
-    """The last T resolved samples (frames and preprocessed tensors) for whole-clip runs and drawing."""
+    """The last T resolved samples (frames and preprocessed tensors) for whole-clip runs and drawing.
 
-    def __init__(self, spec: ClipSpec) -> None:
+    Tensors go into a ring of 2T slots, each written twice (``i`` and ``i + T``), so
+    the window is always one contiguous view: no per-window stack of T frames.
+    """
+
+    def __init__(self, spec: ClipSpec, keep_tensors: bool = True) -> None:
         self.spec = spec
+        self.keep_tensors = keep_tensors  # False in incremental mode: the encoder caches features instead
         self.samples: collections.deque[Sample] = collections.deque(maxlen=spec.frames)
+        self._ring: np.ndarray | None = None
+        self._n = 0
 
     def push(self, sample: Sample) -> None:
         self.samples.append(sample)
+        if sample.tensor is None or not self.keep_tensors:
+            return
+        t = self.spec.frames
+        if self._ring is None or self._ring.shape[1:] != sample.tensor.shape:
+            self._ring = np.empty((2 * t, *sample.tensor.shape), np.float32)
+        i = self._n % t
+        self._ring[i] = sample.tensor
+        self._ring[i + t] = sample.tensor
+        self._n += 1
 
     def clear(self) -> None:
         self.samples.clear()
+        self._n = 0
 
     @property
     def full(self) -> bool:
         return len(self.samples) == self.spec.frames
 
     def clip(self) -> np.ndarray:
-        """(T, 3, S, S) float32."""
-        return np.stack([s.tensor for s in self.samples])  # type: ignore[misc]
+        """(T, 3, S, S) float32, oldest first: a view valid until the next push."""
+        t = self.spec.frames
+        if self._ring is None or self._n < t:
+            raise ConfigError(f"window not full: {self._n} of {t} samples")
+        start = self._n % t
+        return self._ring[start:start + t]
 
 
 def stride_steps(stride_s: float | None, period: float) -> int:
