@@ -75,3 +75,56 @@ def test_grid_sampler_picks_nearest_frame_and_survives_drops():
     assert picked == [(0, 0.0), (1, 0.2), (2, 0.31), (3, 0.9), (4, 1.02)]
     _, restarted = sampler.push(Frame(np.zeros((2, 2, 3), np.uint8), 0.5, 0.5, 9))  # clock went back
     assert restarted
+
+
+def test_window_ring_is_the_last_t_tensors_in_order_across_wraps():
+    from aknet_edge.config import ClipSpec
+    from aknet_edge.runtime.window import Sample, WindowBuffer
+
+    spec = ClipSpec(frames=4, size=32)
+    buf = WindowBuffer(spec)
+    pushed = []
+    for i in range(11):
+        x = np.full((3, 32, 32), float(i), np.float32)
+        pushed.append(x)
+        buf.push(Sample(i, float(i), Frame(np.zeros((2, 2, 3), np.uint8), 0.0, None, i), x))
+        if i >= 3:
+            clip = buf.clip()
+            assert clip.flags["C_CONTIGUOUS"] and clip.shape == (4, 3, 32, 32)
+            np.testing.assert_array_equal(clip, np.stack(pushed[-4:]))
+    buf.clear()
+    with pytest.raises(Exception, match="not full"):
+        buf.clip()
+
+
+def test_capture_thread_prepares_frames_and_a_failing_hook_falls_back(pkg):
+    """Preprocessing moves to the capture thread; results are the same with it off or failing."""
+    from aknet_edge.preprocess import preprocess_frame
+    from aknet_edge.runtime.sources import ArraySource
+    from aknet_edge.synthetic import iter_long_video
+
+    _, frames = iter_long_video(7, 3, fps=3.5, size=112)
+    images = [f for _, f in frames][:20]
+    assert len(images) == 20
+    spec = Recognizer(pkg, ArraySource(images, fps=3.5)).spec
+    src = ArraySource(images, fps=3.5, block=True)
+    src.prepare = lambda f: preprocess_frame(f.image, spec, f.color)
+    src.start()
+    first = src.read(timeout=5.0)
+    src.close()
+    np.testing.assert_array_equal(first.tensor, preprocess_frame(images[0], spec, "RGB"))
+
+    def broken(frame):
+        raise RuntimeError("hook failed")
+
+    def run(hook=None, **opts):
+        src = ArraySource(images, fps=3.5, block=True)
+        src.prepare = hook
+        with Recognizer(pkg, src, incremental=False, smoothing="none", **opts) as rec:
+            return [r.probs for r in rec]
+
+    on, off = run(), run(preprocess_on_capture=False)
+    failing = run(broken, preprocess_on_capture=False)
+    assert len(on) == len(off) == len(failing) == 20 - 8 + 1
+    np.testing.assert_array_equal(np.stack(on), np.stack(off))
+    np.testing.assert_array_equal(np.stack(failing), np.stack(off))
