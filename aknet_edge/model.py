@@ -125,19 +125,28 @@ class AKNet(nn.Module):
         kept, idx, kept_scores = torch.ops.aknet.keypoint_select(f, scores, self.cfg.num_keypoints, self.cfg.gate_max)
         kept, idx, kept_scores = torch.ops.aknet.keypoint_rank(kept, idx, kept_scores, self.cfg.criterion, [t, h, w])
         coords = self.grid_coords[idx]  # (B, K, 3)
-        z = (kept + self.coord_proj(coords)).transpose(1, 2)  # (B, C, K)
+        z = (kept + self.coord_proj(coords)).transpose(1, 2).unsqueeze(2)  # (B, C, 1, K): see backbone.PointConv
         for i in range(self.cfg.cut + 1, 5):
             z, _ = getattr(self, f"layer{i}")(z)
-        logits = self.fc(self.dropout(z.mean(dim=2)))
+        logits = self.fc(self.dropout(z.mean(dim=(2, 3))))
         return logits, coords, kept_scores
 
     def encode_frame(self, frame: Tensor, states: State | None = None) -> tuple[Tensor, State]:
-        """One frame (B, 3, H, W) -> features (B, C, h, w) and the next online shift state."""
+        """One frame per row (F, 3, H, W) -> features (B, C, h, w) and the next online shift state.
+
+        With online shift the stem runs once per frame and is broadcast to the
+        B rows of ``states`` (F is 1 or B): the runtime's exact incremental mode
+        encodes one new frame under several shift states, and the stem, which
+        no state reaches, is the largest part of a small encoder.
+        """
         if self.cfg.shift == "offline":
             raise ConfigError("shift='offline' needs the future frame; frame-by-frame encoding needs 'none' or 'online'")
         if states is None:
             states = self.encoder.init_state(frame.shape[0], frame.dtype)
-        return self.encoder(frame.unsqueeze(1), states if states else None)
+        y = self.encoder.stem(frame)
+        if states:
+            y = y.expand(states[0].shape[0], -1, -1, -1)
+        return self.encoder.layers(y, 1, states if states else None)
 
 
 class TSMBaseline(nn.Module):

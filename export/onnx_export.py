@@ -72,6 +72,9 @@ def _check_exportable(cfg: ModelConfig) -> None:
 def _to_onnx(module: nn.Module, args: tuple, input_names: Sequence[str], output_names: Sequence[str],
              dynamic_axes: dict) -> onnx.ModelProto:
     _register_symbolics()
+    from aknet_edge.backbone import fuse_point_bn
+
+    module = fuse_point_bn(module)  # a copy: the caller's model is left as it is
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TorchScript exporter deprecation and tracer notices
@@ -169,8 +172,9 @@ def to_split_onnx(model: nn.Module) -> tuple[onnx.ModelProto, onnx.ModelProto]:
     state_in, state_out = split_names(model)
     frame = torch.zeros(1, 3, cfg.clip.size, cfg.clip.size)
     states = tuple(model.encoder.init_state(1))
-    enc = _to_onnx(_FrameEncoder(model), (frame, *states), ["frame", *state_in], ["features", *state_out],
-                   _dyn(["frame", *state_in, "features", *state_out]))
+    # the frame's batch is its own axis ("frames": 1 or the states' batch), broadcast in the graph to the states'
+    dyn = {**_dyn([*state_in, "features", *state_out]), "frame": {0: "frames" if state_in else "batch"}}
+    enc = _to_onnx(_FrameEncoder(model), (frame, *states), ["frame", *state_in], ["features", *state_out], dyn)
     enc = finalize(enc)
     with torch.no_grad():
         f, _ = model.encode_frame(frame)

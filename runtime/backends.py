@@ -58,6 +58,9 @@ class Backend:
         self.state_shapes: list[tuple[int, ...]] = [
             tuple(int(d) for d in i["shape"][1:]) for i in io.get("frame_encoder", {}).get("inputs", [])
             if i["name"] != "frame"]
+        # packages from 0.2.0 on: the frame has its own batch axis and is broadcast to the states' rows
+        frame_io = [i for i in io.get("frame_encoder", {}).get("inputs", []) if i["name"] == "frame"]
+        self.frame_broadcast = bool(frame_io and self.state_names and frame_io[0]["shape"][0] == "frames")
         self.has_split = False
 
     # -- contract
@@ -75,7 +78,10 @@ class Backend:
         return [np.zeros((batch, *s), np.float32) for s in self.state_shapes]
 
     def encode_frame(self, frame: np.ndarray, state: State) -> tuple[np.ndarray, State]:
-        """(B, 3, S, S) frames + state -> (features (B, C, h, w), next state)."""
+        """(B, 3, S, S) frames + state -> (features (B, C, h, w), next state).
+
+        With ``frame_broadcast`` one frame (1, 3, S, S) may go with B state rows.
+        """
         self._need_split()
         frame = np.asarray(frame, dtype=np.float32)
         if frame.ndim == 3:

@@ -15,9 +15,10 @@ first frame. With L shift layers a frame's features depend on at most the L
 previous frames, so a window starting at sample s needs "fresh" features (state
 zeroed at s) only for its first L samples; from s+L on the carried chain is
 identical. :class:`IncrementalEncoder` therefore runs, per new sample, one
-batched encoder call of L+1 frames (the carried chain plus the fresh chains
+batched encoder call of L+1 state rows (the carried chain plus the fresh chains
 still in their first L steps) and is equal to the whole-clip graph on the same
-frames. ``exact=False`` keeps only the carried chain (TSM-online style, one
+frames. The new frame goes in once: the graph runs the stem on it once and
+broadcasts it to the rows, since no shift state reaches the stem. ``exact=False`` keeps only the carried chain (TSM-online style, one
 encode per sample, not equal to whole-clip near the window start).
 """
 
@@ -130,7 +131,8 @@ class IncrementalEncoder:
         n = 1 + len(active)
         states = [np.concatenate([self._carried_state[i]] + [c.state[i] for c in active], axis=0)
                   for i in range(self.layers)]
-        batch = np.broadcast_to(tensor[None], (n, *tensor.shape))
+        # one frame under n states: the graph broadcasts it after the stem (older packages need n copies)
+        batch = tensor[None] if self.backend.frame_broadcast else np.broadcast_to(tensor[None], (n, *tensor.shape))
         feats, new_state = self.backend.encode_frame(batch, states)
         self.encoded_frames += n
         self._carried.append(feats[0])

@@ -236,6 +236,25 @@ def test_split_graphs_match_whole_clip_graph(shift):
         assert not errors(check(lower(enc_g, target), target)) and not errors(check(lower(head_g, target), target))
 
 
+def test_frame_encoder_broadcasts_one_frame_to_every_state_row():
+    """The stem runs once per frame; one frame under 3 state rows equals 3 copies of it."""
+    m = _model(4, shift="online")
+    enc_g, _ = to_split_onnx(m)
+    assert enc_g.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "frames"
+    enc = session(lower(enc_g, "onnxruntime"))
+    state_in, _ = split_names(m)
+    rng = np.random.default_rng(1)
+    frame = rng.normal(size=(1, 3, 112, 112)).astype(np.float32)
+    states = {n: rng.normal(size=(3, *st.shape[1:])).astype(np.float32)
+              for n, st in zip(state_in, m.encoder.init_state(1))}
+    one = enc.run(None, {"frame": frame, **states})
+    copies = enc.run(None, {"frame": np.repeat(frame, 3, axis=0), **states})
+    assert one[0].shape[0] == 3
+    for a, b in zip(one, copies):
+        np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+    assert not np.allclose(one[0][0], one[0][1])  # the rows' states do reach the features
+
+
 def test_bad_exports_fail_before_tracing(tmp_path):
     with pytest.raises(ConfigError, match="offline"):
         to_split_onnx(build_model(preset("demo-tiny", shift="offline")))
