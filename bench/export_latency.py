@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
-import time
 
 import numpy as np
 import onnxruntime as ort
@@ -34,6 +32,7 @@ from aknet_edge.export.onnx_export import split_names, to_onnx, to_split_onnx
 from aknet_edge.flops import count_cost
 from aknet_edge.io_utils import atomic_write_text
 from aknet_edge.model import build_model
+from timing import interleaved_ms  # bench/timing.py
 
 
 def _session(model, threads: int) -> ort.InferenceSession:
@@ -42,37 +41,6 @@ def _session(model, threads: int) -> ort.InferenceSession:
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-
-
-def _interleaved_ms(fns: dict, warmup: int, repeats: int, seconds: float, block_s: float = 0.3) -> tuple[dict[str, float], int]:
-    """Median ms of each callable, timed in blocks of about ``block_s`` taken round-robin, first quarter of each dropped.
-
-    Blocks, not single calls: a session's idle intra-op threads spin after a
-    run, so alternating single calls of several sessions would time their
-    contention for the cores instead of any one session. Round-robin blocks
-    still share the machine's drift among all graphs.
-    """
-    calls = {}
-    for k, fn in fns.items():
-        for _ in range(warmup):
-            t = time.perf_counter()
-            fn()
-            calls[k] = max(8, int(block_s / max(time.perf_counter() - t, 1e-6)))
-    rounds = max(1, int(seconds / (block_s * len(fns))))
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            for i in range(calls[k]):
-                t = time.perf_counter()
-                fn()
-                if i >= calls[k] // 4:
-                    times[k].append((time.perf_counter() - t) * 1e3)
-    while min(len(v) for v in times.values()) < repeats:  # slow graphs: at least ``repeats`` timed runs each
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[k].append((time.perf_counter() - t) * 1e3)
-    return {k: statistics.median(v) for k, v in times.items()}, min(len(v) for v in times.values())
 
 
 def bench_preset(name: str, threads: int, warmup: int, repeats: int, seconds: float, split_shift: str | None) -> dict:
@@ -108,7 +76,7 @@ def bench_preset(name: str, threads: int, warmup: int, repeats: int, seconds: fl
         fns.update(whole=lambda: whole.run(None, {"clip": x}),
                    encoder=lambda: enc.run(None, {"frame": frame, **carry}),
                    head=lambda: head.run(None, {"features": feats}))
-    ms, row["repeats"] = _interleaved_ms(fns, warmup, repeats, seconds)
+    ms, row["repeats"] = interleaved_ms(fns, warmup, repeats, seconds)
     row.update(aknet_ms=ms["aknet"], tsm_ms=ms["tsm"], latency_ratio=ms["aknet"] / ms["tsm"],
                flops_ratio=row["aknet_gflops"] / row["tsm_gflops"])
     if shift:

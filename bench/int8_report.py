@@ -4,8 +4,9 @@ One run, side by side: the FP32 graph, FP16, and INT8 Q/DQ with MinMax,
 Entropy and Percentile (99.99) calibration, each INT8 once with the stem and the
 scorer's feeding stage kept FP32 (the default) and once fully quantized, plus
 Percentile at ONNX Runtime's own 99.999 and the previous default (only the
-feeding stage in float) for comparison. Speed is the median batch-1 latency
-with 2 threads. Prints a table and writes JSON.
+feeding stage in float) for comparison. Speed is the median batch-1 latency,
+2 threads, all variants timed in interleaved blocks (bench/timing.py). Prints a
+table and writes JSON.
 
     python bench/int8_report.py [--checkpoint aknet_edge/weights/demo-tiny.safetensors]
 """
@@ -14,13 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 import onnx
 import onnxruntime as ort
 
@@ -32,20 +30,13 @@ from aknet_edge.evaluate import heldout_synthetic
 from aknet_edge.export.lower import lower
 from aknet_edge.export.onnx_export import to_onnx
 from aknet_edge.io_utils import atomic_write_text
+from timing import interleaved_ms  # bench/timing.py
 
 
-def latency_ms(path: Path, x: np.ndarray, threads: int, repeats: int) -> float:
+def _session(path: Path, threads: int) -> ort.InferenceSession:
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads, so.log_severity_level = threads, 1, 3
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    for _ in range(3):
-        sess.run(None, {"clip": x})
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        sess.run(None, {"clip": x})
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calib-clips", type=int, default=64)
     p.add_argument("--eval-clips-per-class", type=int, default=30)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--repeats", type=int, default=30, help="at least this many timed runs per variant")
+    p.add_argument("--seconds", type=float, default=30.0, help="or as many as fit in about this time, all variants")
     p.add_argument("--out", default="bench/results/int8_report.json")
     args = p.parse_args(argv)
     ort.set_default_logger_severity(3)
@@ -81,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
             methods[name] = method
         reports = evaluate_variants(files, x, y, methods, cfg.grid)
         one = x[:1]
-        lat = {name: latency_ms(path, one, args.threads, args.repeats) for name, path in files.items()}
+        sessions = {name: _session(path, args.threads) for name, path in files.items()}
+        lat, _ = interleaved_ms({name: (lambda s=s: s.run(None, {"clip": one})) for name, s in sessions.items()},
+                                warmup=5, repeats=args.repeats, seconds=args.seconds)
     print(f"{args.checkpoint}: {len(y)} held-out synthetic clips, {len(cal.clips)} calibration clips; "
           f"ONNX Runtime {ort.__version__} CPU, batch 1, {args.threads} threads\n")
     print("| variant | top-1 % | agreement with FP32 % | keypoint IoU vs FP32 | latency ms | speed-up vs FP32 |")

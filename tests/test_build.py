@@ -1,10 +1,8 @@
 """The build command end to end (portable package here: no TensorRT), the package contract, bad input."""
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -12,8 +10,6 @@ import pytest
 
 from aknet_edge import package
 from aknet_edge.build import BuildOptions, build, engine_cache_key, grid_positions, keypoint_iou
-from aknet_edge.checkpoint import DEMO_WEIGHTS
-from aknet_edge.errors import DataError
 from aknet_edge.export.check import check, errors
 from aknet_edge.export.targets import TENSORRT_TARGETS
 

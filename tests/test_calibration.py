@@ -1,6 +1,5 @@
 """Calibration data: the runtime's preprocessing, seeded shuffling, the on-disk cache, unreadable clips."""
 
-import os
 import time
 
 import cv2

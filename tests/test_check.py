@@ -1,7 +1,6 @@
 """Every compatibility rule, each with a small graph that breaks it."""
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 

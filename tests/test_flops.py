@@ -1,7 +1,6 @@
 """FLOPs come from torch's counter; the r50-paper bound as the README reports it."""
 
 import pytest
-import torch
 
 from aknet_edge.config import preset
 from aknet_edge.flops import compare, count_cost

@@ -11,7 +11,6 @@ measured values minus a margin (one or two more misses), not the target.
 
 from __future__ import annotations
 
-from collections import Counter
 
 import numpy as np
 import pytest
