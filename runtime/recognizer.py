@@ -102,9 +102,10 @@ class RecognizerOptions:
     queue_size: int = 64
     max_seconds: float | None = None
     keep_images: bool = False  # attach the newest frame to each Result
-    # preprocess each frame on the capture thread, overlapped with inference (one resize per captured frame,
-    # used or not: turn off on a CPU-starved device whose camera runs far faster than the clip's sample rate)
-    preprocess_on_capture: bool = True
+    # preprocess each frame on the capture thread instead of the inference thread (one resize per captured
+    # frame, used or not). Off by default: on our 2-core benchmark it lowered throughput (GIL and memory
+    # traffic shared with inference); try it where the camera's frames are large and cores are plentiful
+    preprocess_on_capture: bool = False
     source_options: dict[str, Any] = field(default_factory=dict)
     on_result: Callable[[Result], None] | None = None
     on_event: Callable[[ActionEvent], None] | None = None

@@ -123,7 +123,7 @@ def test_capture_thread_prepares_frames_and_a_failing_hook_falls_back(pkg):
         with Recognizer(pkg, src, incremental=False, smoothing="none", **opts) as rec:
             return [r.probs for r in rec]
 
-    on, off = run(), run(preprocess_on_capture=False)
+    on, off = run(preprocess_on_capture=True), run(preprocess_on_capture=False)
     failing = run(broken, preprocess_on_capture=False)
     assert len(on) == len(off) == len(failing) == 20 - 8 + 1
     np.testing.assert_array_equal(np.stack(on), np.stack(off))
