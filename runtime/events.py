@@ -28,10 +28,11 @@ SMOOTHING = ("ema", "mean", "none")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+    z = np.array(logits, np.float64)  # a copy, then in place: this runs once per window
+    z -= z.max(axis=-1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=-1, keepdims=True)
+    return z
 
 
 def top_k(probs: np.ndarray, labels: list[str], k: int) -> list[tuple[str, float]]:

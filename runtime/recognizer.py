@@ -291,6 +291,8 @@ class Recognizer:
     def _reset_stream(self) -> None:
         assert self.backend is not None
         self._window = WindowBuffer(self.spec, keep_tensors=not self.incremental)
+        self._input_shape = (3, self.spec.size, self.spec.size)
+        self._scratch = np.empty(self._input_shape, np.float32)
         self._encoder = IncrementalEncoder(self.backend, self.spec.frames, self.options.exact_incremental) \
             if self.incremental else None
         self._k0: int | None = None
@@ -349,8 +351,9 @@ class Recognizer:
                 s.tensor = prev.tensor
             elif s.frame.tensor is not None:  # prepared on the capture thread
                 s.tensor = s.frame.tensor
-            else:
-                s.tensor = preprocess_frame(s.frame.image, self.spec, s.frame.color)
+            else:  # straight into the window ring (whole clips) or a reused buffer the encoder reads at once
+                dst = self._window.slot(self._input_shape) if self._encoder is None else self._scratch
+                s.tensor = preprocess_frame(s.frame.image, self.spec, s.frame.color, out=dst)
             prev = s
             self._window.push(s)
             if self._encoder is not None:

@@ -172,16 +172,23 @@ class WindowBuffer:
         self._ring: np.ndarray | None = None
         self._n = 0
 
+    def slot(self, shape: tuple[int, ...]) -> np.ndarray:
+        """Where the next pushed sample's tensor goes: preprocess into it, then push the sample."""
+        t = self.spec.frames
+        if self._ring is None or self._ring.shape[1:] != tuple(shape):
+            self._ring = np.empty((2 * t, *shape), np.float32)
+        return self._ring[self._n % t]
+
     def push(self, sample: Sample) -> None:
         self.samples.append(sample)
         if sample.tensor is None or not self.keep_tensors:
             return
         t = self.spec.frames
-        if self._ring is None or self._ring.shape[1:] != sample.tensor.shape:
-            self._ring = np.empty((2 * t, *sample.tensor.shape), np.float32)
+        dst = self.slot(sample.tensor.shape)
+        if sample.tensor is not dst:  # not preprocessed in place
+            dst[...] = sample.tensor
         i = self._n % t
-        self._ring[i] = sample.tensor
-        self._ring[i + t] = sample.tensor
+        self._ring[i + t] = dst  # the mirror that keeps every window one contiguous view
         self._n += 1
 
     def clear(self) -> None:
