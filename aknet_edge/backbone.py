@@ -161,13 +161,28 @@ def _downsample(dim: int, cin: int, cout: int, stride: int) -> nn.Module | None:
     return nn.Sequential(_conv(dim, cin, cout, 1, stride), _bn(dim, cout))
 
 
+def fork_rows(x: Tensor, rows: int | Tensor) -> Tensor:
+    """``x`` grown to ``rows`` rows, each new row a copy of row 0.
+
+    Frame-by-frame encoding with one state row per chain: a chain that starts
+    from zero state equals the carried chain (row 0) up to the shift layer its
+    own state first differs at, so it joins there as a copy of row 0 instead of
+    being computed from the stem (``runtime.window.IncrementalEncoder``). With
+    as many state rows as input rows this is the identity.
+    """
+    return torch.cat([x, x[:1].expand(rows - x.shape[0], *x.shape[1:])])
+
+
 class Stage(nn.ModuleList):
     """A ResNet stage; threads the online shift state through its blocks."""
 
     def forward(self, x: Tensor, frames: int = 1, states: State | None = None) -> tuple[Tensor, State]:
         out_states: State = []
         for i, block in enumerate(self):
-            x, s = block(x, frames, None if states is None else states[i])
+            state = None if states is None else states[i]
+            if state is not None and frames == 1:
+                x = fork_rows(x, state.shape[0])
+            x, s = block(x, frames, state)
             if s is not None:
                 out_states.append(s)
         return x, out_states

@@ -132,21 +132,19 @@ class AKNet(nn.Module):
         return logits, coords, kept_scores
 
     def encode_frame(self, frame: Tensor, states: State | None = None) -> tuple[Tensor, State]:
-        """One frame per row (F, 3, H, W) -> features (B, C, h, w) and the next online shift state.
+        """Frames (F, 3, H, W) -> features (R, C, h, w) and the next online shift state.
 
-        With online shift the stem runs once per frame and is broadcast to the
-        B rows of ``states`` (F is 1 or B): the runtime's exact incremental mode
-        encodes one new frame under several shift states, and the stem, which
-        no state reaches, is the largest part of a small encoder.
+        Each shift layer's state may have more rows than its input: new rows
+        join as copies of row 0 (``backbone.fork_rows``), so one frame can be
+        encoded under several chains of state (R = the last layer's state rows)
+        with the stem, and every layer before a chain's state first differs,
+        computed once. With F rows in every state it is plain batched encoding.
         """
         if self.cfg.shift == "offline":
             raise ConfigError("shift='offline' needs the future frame; frame-by-frame encoding needs 'none' or 'online'")
         if states is None:
             states = self.encoder.init_state(frame.shape[0], frame.dtype)
-        y = self.encoder.stem(frame)
-        if states:
-            y = y.expand(states[0].shape[0], -1, -1, -1)
-        return self.encoder.layers(y, 1, states if states else None)
+        return self.encoder.layers(self.encoder.stem(frame), 1, states if states else None)
 
 
 class TSMBaseline(nn.Module):

@@ -172,8 +172,10 @@ def to_split_onnx(model: nn.Module) -> tuple[onnx.ModelProto, onnx.ModelProto]:
     state_in, state_out = split_names(model)
     frame = torch.zeros(1, 3, cfg.clip.size, cfg.clip.size)
     states = tuple(model.encoder.init_state(1))
-    # the frame's batch is its own axis ("frames": 1 or the states' batch), broadcast in the graph to the states'
-    dyn = {**_dyn([*state_in, "features", *state_out]), "frame": {0: "frames" if state_in else "batch"}}
+    # the frame and each state have their own row axis: a state with more rows than its layer's input
+    # forks new rows from row 0 (backbone.fork_rows; the runtime's exact incremental mode relies on it)
+    dyn = {"frame": {0: "frames" if state_in else "batch"}, "features": {0: "rows"},
+           **{n: {0: f"rows_{i}"} for i, n in enumerate(state_in)}, **{n: {0: f"rows_{i}"} for i, n in enumerate(state_out)}}
     enc = _to_onnx(_FrameEncoder(model), (frame, *states), ["frame", *state_in], ["features", *state_out], dyn)
     enc = finalize(enc)
     with torch.no_grad():

@@ -61,6 +61,9 @@ class Backend:
         # packages from 0.2.0 on: the frame has its own batch axis and is broadcast to the states' rows
         frame_io = [i for i in io.get("frame_encoder", {}).get("inputs", []) if i["name"] == "frame"]
         self.frame_broadcast = bool(frame_io and self.state_names and frame_io[0]["shape"][0] == "frames")
+        # and each state has its own row axis: more rows than the layer's input fork from row 0 (exact incremental)
+        self.state_fork = bool(self.state_names) and all(
+            str(i["shape"][0]).startswith("rows_") for i in io["frame_encoder"]["inputs"] if i["name"] != "frame")
         self.has_split = False
 
     # -- contract

@@ -15,10 +15,14 @@ first frame. With L shift layers a frame's features depend on at most the L
 previous frames, so a window starting at sample s needs "fresh" features (state
 zeroed at s) only for its first L samples; from s+L on the carried chain is
 identical. :class:`IncrementalEncoder` therefore runs, per new sample, one
-batched encoder call of L+1 state rows (the carried chain plus the fresh chains
-still in their first L steps) and is equal to the whole-clip graph on the same
-frames. The new frame goes in once: the graph runs the stem on it once and
-broadcasts it to the rows, since no shift state reaches the stem. ``exact=False`` keeps only the carried chain (TSM-online style, one
+encoder call for the carried chain plus the fresh chains still in their first
+L steps, and is equal to the whole-clip graph on the same frames. It is cheaper
+than L+1 full encodes: a chain at step j equals the carried chain through
+shift layer j, so the new frame goes in once and layer i runs 1 + min(L, i + 1)
+rows, new rows forked from the carried row inside the graph (the stem and the
+first layers run once; for demo-tiny 1, 2 and 3 rows at stem, layer 1 and
+layer 2 instead of 3 everywhere, for r50-paper's 7 shifted blocks 2..8 rows
+instead of 8). ``exact=False`` keeps only the carried chain (TSM-online style, one
 encode per sample, not equal to whole-clip near the window start).
 """
 
@@ -99,14 +103,14 @@ class GridSampler:
 
 @dataclass
 class _Chain:
-    state: State
+    state: list  # one array per shift layer; None where the chain equals the carried chain
     feats: list[np.ndarray] = field(default_factory=list)
 
 
 class IncrementalEncoder:
     """Encodes each grid sample once and assembles a window's features for the head.
 
-    See the module docstring for why ``exact=True`` runs L+1 frames per call.
+    See the module docstring for why ``exact=True`` keeps L chains besides the carried one.
     """
 
     def __init__(self, backend: Backend, frames: int, exact: bool = True) -> None:
@@ -128,20 +132,39 @@ class IncrementalEncoder:
         if self.exact and self.layers:
             self._fresh[k] = _Chain(self._zero)
         active = [c for c in self._fresh.values() if len(c.feats) < self.layers]
-        n = 1 + len(active)
-        states = [np.concatenate([self._carried_state[i]] + [c.state[i] for c in active], axis=0)
-                  for i in range(self.layers)]
-        # one frame under n states: the graph broadcasts it after the stem (older packages need n copies)
-        batch = tensor[None] if self.backend.frame_broadcast else np.broadcast_to(tensor[None], (n, *tensor.shape))
-        feats, new_state = self.backend.encode_frame(batch, states)
-        self.encoded_frames += n
-        self._carried.append(feats[0])
-        self._carried_state = [s[0:1] for s in new_state]
-        for j, chain in enumerate(active, start=1):
-            chain.feats.append(feats[j])
-            chain.state = [s[j:j + 1] for s in new_state]
+        if self.backend.state_fork:
+            self._push_forking(tensor, active[::-1])  # newest chain first: steps 0, 1, ... L-1
+        else:  # packages before 0.2.0: every chain runs every layer
+            n = 1 + len(active)
+            states = [np.concatenate([self._carried_state[i]] + [c.state[i] for c in active], axis=0)
+                      for i in range(self.layers)]
+            batch = tensor[None] if self.backend.frame_broadcast else np.broadcast_to(tensor[None], (n, *tensor.shape))
+            feats, new_state = self.backend.encode_frame(batch, states)
+            self.encoded_frames += n
+            self._take(feats, new_state, active)
         for start in [s for s in self._fresh if s < k - self.frames + 1]:
             del self._fresh[start]
+
+    def _push_forking(self, tensor: np.ndarray, chains: list[_Chain]) -> None:
+        """One frame in; shift layer i gets the carried state plus the chains at step <= i.
+
+        A chain at step j equals the carried chain through shift layer j (its
+        older state has washed out), so it needs its own row only from layer
+        j + 1 on; the graph forks that row from row 0 there (``backbone.fork_rows``).
+        """
+        states = [np.concatenate([self._carried_state[i]] + [c.state[i] for c in chains if len(c.feats) <= i], axis=0)
+                  for i in range(self.layers)]
+        feats, new_state = self.backend.encode_frame(tensor[None], states)
+        self.encoded_frames += len(chains) + 1
+        self._take(feats, new_state, chains)
+
+    def _take(self, feats: np.ndarray, new_state: State, chains: list[_Chain]) -> None:
+        """Row 0 is the carried chain, row j the j-th chain; a chain without a row at a layer needs no state there."""
+        self._carried.append(feats[0])
+        self._carried_state = [s[0:1] for s in new_state]
+        for j, chain in enumerate(chains, start=1):
+            chain.feats.append(feats[j])
+            chain.state = [s[j:j + 1] if j < s.shape[0] else None for s in new_state]
 
     @property
     def ready(self) -> bool:

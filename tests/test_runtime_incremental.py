@@ -19,9 +19,13 @@ def pkg(tmp_path_factory):
     return demo_package(tmp_path_factory)
 
 
-def test_every_window_equals_whole_clip(pkg):
+@pytest.mark.parametrize("forking", [True, False])
+def test_every_window_equals_whole_clip(pkg, forking):
+    """Both exact paths: chains forked inside the graph (0.2.0 packages) and full rows (older packages)."""
     backend = open_backend(packaging.load(pkg), "onnxruntime")
     assert backend.has_split and len(backend.state_names) >= 1
+    assert backend.state_fork and backend.frame_broadcast  # what this version's build writes
+    backend.state_fork = forking
     rng = np.random.default_rng(0)
     frames = rng.standard_normal((13, 3, 112, 112)).astype(np.float32)
     enc = IncrementalEncoder(backend, 8, exact=True)
