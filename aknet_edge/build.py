@@ -432,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"--batch {args.batch!r}: expected MIN,OPT,MAX with 1 <= MIN <= OPT <= MAX, e.g. 1,1,4") from None
     if args.calib_clips < 1:
         raise DataError(f"--calib-clips {args.calib_clips}: expected at least 1")
+    if not 90.0 <= args.calib_percentile < 100.0:
+        raise ConfigError(f"--calib-percentile {args.calib_percentile}: expected a value in [90, 100), e.g. 99.99")
     if args.from_pkg:
         return _finish_on_device(args)
     config = config_from_args(args) if (args.config or args.preset or args.overrides or args.arch) else None

@@ -4,9 +4,14 @@
 
 Measures, on one package and backend:
 
-* throughput (best of 3 runs each, as the machine may be shared): windows/s of the whole pipeline (source thread, sampling,
-  preprocessing, inference, events) fed from memory, vs the bare backend
-  running the same per-window calls (target >= 0.9x);
+* throughput: the whole pipeline (source thread, sampling, preprocessing,
+  inference, events) fed from memory vs the bare backend running the same
+  per-window calls (target >= 0.9x). Both as the median cost per window (median
+  interval between results; median time per bare call), taken over ``--rounds``
+  interleaved rounds; the ratio is the median of the per-round ratios (each
+  pipeline run against the bare run next to it in time): a shared machine
+  stalls some calls and drifts, and this keeps both out of the ratio. The JSON also
+  keeps the plain mean rate of every pipeline run;
 * capture-to-result latency p50/p95 on a paced live synthetic source (target:
   p50 within one inference time + one frame interval);
 * cost per new frame: incremental (encoder on L+1 state rows + head; and with
@@ -39,17 +44,16 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def timeit(fn, n: int, warmup: int = 3, repeat: int = 3) -> float:
-    """Best of ``repeat`` runs of ``n`` calls: the machine may be shared, the minimum is the honest cost."""
+def timeit(fn, n: int, warmup: int = 3) -> float:
+    """Median seconds per call of ``n`` calls: robust to the stalls a shared machine adds to some calls."""
     for _ in range(warmup):
         fn()
-    best = float("inf")
-    for _ in range(repeat):
+    times = []
+    for _ in range(n):
         t = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.perf_counter() - t) / n)
-    return best
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
 
 
 def bare_backend(pkg, backend_name: str, n: int, threads: int | None = None) -> dict:
@@ -116,15 +120,18 @@ def pipeline_throughput(pkg_dir: Path, backend: str, incremental: bool, windows:
     src._total = n_frames  # exactly `windows` windows: one grid sample per frame
     # steady state: from the first result to the last (session creation and package
     # verification happen once at start-up and are not part of the per-window cost)
-    n, t_first, t_last = 0, None, None
+    stamps = []
     with Recognizer(pkg_dir, src, backend=backend, incremental=incremental, keypoints_top=32,
                     threads=threads) as rec:
         for _ in rec:
-            t_last = time.perf_counter()
-            t_first = t_first or t_last
-            n += 1
-    dt = (t_last - t_first) if n > 1 else float("nan")
-    return {"windows": n, "seconds": dt, "windows_per_s": (n - 1) / dt if n > 1 else float("nan")}
+            stamps.append(time.perf_counter())
+    n = len(stamps)
+    dt = stamps[-1] - stamps[0] if n > 1 else float("nan")
+    # the median interval between results is the steady-state cost per window, robust to the stalls of a
+    # shared machine in the same way as the bare backend's median per call
+    median = float(np.median(np.diff(stamps))) if n > 1 else float("nan")
+    return {"windows": n, "seconds": dt, "mean_windows_per_s": (n - 1) / dt if n > 1 else float("nan"),
+            "windows_per_s": 1.0 / median}
 
 
 def latency(pkg_dir: Path, backend: str, incremental: bool, seconds: float, threads: int | None = None) -> dict:
@@ -174,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--package", help="model package (default: the bundled demo package)")
     p.add_argument("--backend", default="onnxruntime")
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads, same for bare and pipeline")
-    p.add_argument("--windows", type=int, default=200, help="windows for the throughput runs")
+    p.add_argument("--windows", type=int, default=300, help="windows for each throughput run")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds of bare and pipeline runs")
     p.add_argument("--latency-seconds", type=float, default=15.0)
     p.add_argument("--long-frames", type=int, default=100_000, help="frames of the memory run (a few minutes)")
     p.add_argument("--quick", action="store_true", help="tiny run to check the script works")
@@ -192,16 +200,16 @@ def main(argv: list[str] | None = None) -> int:
 
     pkg_dir = Path(args.package) if args.package else demo_package()
     pkg = packaging.load(pkg_dir)
-    # interleave bare and pipeline runs (best of 3 each) so drifting load on a shared machine hits both alike
+    # interleave bare and pipeline runs so drifting load on a shared machine hits both alike
     modes = [False, True]
     bares, pipes = [], {m: [] for m in modes}
-    for _ in range(3):
-        bares.append(bare_backend(pkg, args.backend, n=max(20, args.windows // 4), threads=args.threads))
+    for _ in range(args.rounds):
+        bares.append(bare_backend(pkg, args.backend, n=args.windows, threads=args.threads))
         for m in modes:
             if m and "incremental_step_ms" not in bares[-1]:
                 continue
             pipes[m].append(pipeline_throughput(pkg_dir, args.backend, m, args.windows, args.threads))
-    bare = {k: (min(b[k] for b in bares) if k.endswith("_ms") else v) for k, v in bares[0].items()}
+    bare = {k: (float(np.median([b[k] for b in bares])) if k.endswith("_ms") else v) for k, v in bares[0].items()}
     rows = []
     res: dict = {"package": str(pkg_dir), "cpus": os.cpu_count(), "threads": args.threads, "bare": bare,
                  "quick": args.quick, "long_frames": args.long_frames}
@@ -211,9 +219,15 @@ def main(argv: list[str] | None = None) -> int:
             continue
         mode = "incremental" if incremental else "whole_clip"
         per_window = bare["incremental_step_ms"] if incremental else bare["whole_clip_ms"]
-        thr = max(pipes[incremental], key=lambda r: r["windows_per_s"])
+        runs = pipes[incremental]
+        thr = {"windows_per_s": float(np.median([r["windows_per_s"] for r in runs])),
+               "mean_windows_per_s": float(np.median([r["mean_windows_per_s"] for r in runs])), "runs": runs}
         lat = latency(pkg_dir, args.backend, incremental, args.latency_seconds, args.threads)
-        ratio = thr["windows_per_s"] / (1000.0 / per_window)
+        key = "incremental_step_ms" if incremental else "whole_clip_ms"
+        # each round's pipeline against the bare run next to it in time, then the median of those ratios
+        per_round = [r["windows_per_s"] * b[key] / 1000.0 for r, b in zip(runs, bares)]
+        ratio = float(np.median(per_round))
+        thr["ratio_per_round"] = per_round
         target = per_window + frame_interval_ms
         res[mode] = {"throughput": thr, "bare_windows_per_s": 1000.0 / per_window, "ratio": ratio, "latency": lat,
                      "latency_target_ms": target}
@@ -222,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     mem = memory(pkg_dir, args.backend, args.long_frames, args.threads)
     res["memory"] = mem
     print(f"backend {bare['backend']} {bare['precision']}, {os.cpu_count()} CPUs, threads {args.threads or 'default'}")
-    print(f"{'mode':<12} {'bare w/s':>8} {'pipe w/s':>8} {'ratio':>5} {'p50 ms':>7} {'p95 ms':>7} {'target':>7}")
+    print(f"{'mode':<12} {'bare w/s':>8} {'pipe w/s':>8} {'ratio':>5} {'p50 ms':>7} {'p95 ms':>7} {'target':>7}"
+          "   (w/s: medians over rounds; ratio: median of per-round ratios)")
     for r in rows:
         print(f"{r[0]:<12} " + " ".join(r[1:]))
     if "incremental_step_ms" in bare:

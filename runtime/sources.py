@@ -217,7 +217,10 @@ class Source:
                     return None
                 self._cond.wait(remaining)
             frame = self._buf.popleft()
-            self._cond.notify_all()
+            if len(self._buf) <= self._size // 2:
+                # a blocked producer refills from half-empty, several frames per wake-up: waking it on every
+                # read costs a thread hand-off (GIL and OS) per frame in the middle of the consumer's work
+                self._cond.notify_all()
             return frame
 
     def __iter__(self) -> Iterator[Frame]:

@@ -54,6 +54,12 @@ def test_precision_graphs_pass_every_tensorrt_check(pkg):
     for n in int8.graph.node:
         if n.name.startswith(("/scorer", "/coord_proj", "/KeypointSelect")):
             assert all(producers.get(i) is None or producers[i].op_type != "DequantizeLinear" for i in n.input), n.name
+    # and so do the stem and the stage that feeds the scorer (INT8 keypoint overlap; README, INT8 section)
+    for n in int8.graph.node:
+        if n.op_type == "Conv" and n.name.startswith(("/encoder/conv1", "/encoder/layer2/")):
+            assert all(producers.get(i) is None or producers[i].op_type != "DequantizeLinear" for i in n.input), n.name
+        if n.op_type == "Conv" and n.name.startswith("/encoder/layer1/"):
+            assert any(producers.get(i) is not None and producers[i].op_type == "DequantizeLinear" for i in n.input)
 
 
 def test_accuracy_report_per_variant(pkg):
@@ -139,6 +145,8 @@ def test_cli_require_engine_and_bad_inputs(tmp_path):
     assert r.returncode == 2 and "cannot write" in r.stderr
     r = _cli("--batch", "4,1,2")
     assert r.returncode == 2 and "MIN,OPT,MAX" in r.stderr
+    r = _cli("--calib-percentile", "100")
+    assert r.returncode == 2 and "[90, 100)" in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "empty", "file", "m.safetensors"]
 
 

@@ -73,3 +73,31 @@ def test_bad_calibration_data(tmp_path):
         load_calibration_set(str(tmp_path / "e"), SPEC)
     with pytest.raises(DataError, match="at least 1"):
         load_calibration_set("synthetic", SPEC, n_clips=0)
+
+
+def test_percentile_reaches_the_calibrator_and_is_validated():
+    """A lower percentile clips more of the long tail: the input's INT8 scale shrinks."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from aknet_edge.calibration import quantize_int8
+    from aknet_edge.errors import ConfigError
+
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(4, 3, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["clip", "w"], ["y"], pads=[1, 1, 1, 1], name="/conv")], "g",
+                              [helper.make_tensor_value_info("clip", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    clips = np.random.default_rng(1).standard_normal((16, 3, 8, 8)).astype(np.float32)
+    clips[0, 0, 0, 0] = 50.0  # one outlier
+
+    def input_scale(pct):
+        q = quantize_int8(model, clips, "percentile", percentile=pct)
+        qnode = next(n for n in q.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "clip")
+        inits = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
+        return float(inits[qnode.input[1]])
+
+    assert input_scale(99.0) < input_scale(99.999)
+    with pytest.raises(ConfigError, match="calib-percentile"):
+        quantize_int8(model, clips, "percentile", percentile=100.0)
+    onnx.checker.check_model(model)
