@@ -13,6 +13,7 @@ score vector is TopK's degenerate case and not what a camera gives).
 
     python bench/export_latency.py                 # demo-tiny and r50-paper
     python bench/export_latency.py --presets demo-tiny --repeats 20
+    python bench/export_latency.py --presets r50-paper --set keep_ratio=0.125 --out bench/results/export_latency_r50_keep0125.json
 """
 
 from __future__ import annotations
@@ -43,13 +44,14 @@ def _session(model, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
-def bench_preset(name: str, threads: int, warmup: int, repeats: int, seconds: float, split_shift: str | None) -> dict:
+def bench_preset(name: str, threads: int, warmup: int, repeats: int, seconds: float, split_shift: str | None,
+                 overrides: dict | None = None) -> dict:
     torch.manual_seed(0)
-    row: dict = {"preset": name}
+    row: dict = {"preset": name + "".join(f" {k}={v}" for k, v in (overrides or {}).items())}
     fns = {}
     x = None
     for arch in ("aknet", "tsm"):
-        cfg = preset(name, arch=arch)
+        cfg = preset(name, arch=arch, **(overrides or {}))
         model = build_model(cfg).eval()
         sess = _session(lower(to_onnx(model), "onnxruntime"), threads)
         if x is None:
@@ -59,7 +61,7 @@ def bench_preset(name: str, threads: int, warmup: int, repeats: int, seconds: fl
     # streaming split: an online-shift (or no-shift) variant of the same preset
     shift = preset(name).shift if preset(name).shift != "offline" else split_shift
     if shift:
-        cfg = preset(name, shift=shift)
+        cfg = preset(name, **{**(overrides or {}), "shift": shift})
         model = build_model(cfg).eval()
         whole = _session(lower(to_onnx(model), "onnxruntime"), threads)
         enc_g, head_g = to_split_onnx(model)
@@ -93,9 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=15, help="at least this many timed runs per graph")
     p.add_argument("--seconds", type=float, default=20.0, help="or as many as fit in about this time")
     p.add_argument("--split-shift", default="online", help="shift used for the split of presets that are 'offline'")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a config field of every preset, e.g. --set keep_ratio=0.125")
     p.add_argument("--out", default="bench/results/export_latency.json")
     args = p.parse_args(argv)
-    rows = [bench_preset(n, args.threads, args.warmup, args.repeats, args.seconds, args.split_shift) for n in args.presets]
+    overrides = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.overrides)}
+    rows = [bench_preset(n, args.threads, args.warmup, args.repeats, args.seconds, args.split_shift, overrides) for n in args.presets]
     machine = f"{platform.processor() or platform.machine()}, {args.threads} ORT threads, onnxruntime {ort.__version__}"
     print(f"ONNX Runtime CPU, batch 1, median of runs timed in interleaved blocks after {args.warmup} warm-up rounds ({machine})\n")
     print("| preset | runs | AK-Net ms | TSM ms | latency ratio | FLOPs ratio | split: encoder+head ms / whole ms | per-new-frame ratio |")
