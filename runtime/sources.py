@@ -197,6 +197,11 @@ class Source:
         self.close()
 
     # -- reading
+    @property
+    def buffered(self) -> int:
+        """Frames waiting in the buffer (a hint for the consumer; may change at once)."""
+        return len(self._buf)
+
     def read(self, timeout: float | None = None) -> Frame | None:
         """The oldest buffered frame; None after ``timeout`` seconds without one.
 
