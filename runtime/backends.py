@@ -58,10 +58,8 @@ class Backend:
         self.state_shapes: list[tuple[int, ...]] = [
             tuple(int(d) for d in i["shape"][1:]) for i in io.get("frame_encoder", {}).get("inputs", [])
             if i["name"] != "frame"]
-        # packages from 0.2.0 on: the frame has its own batch axis and is broadcast to the states' rows
-        frame_io = [i for i in io.get("frame_encoder", {}).get("inputs", []) if i["name"] == "frame"]
-        self.frame_broadcast = bool(frame_io and self.state_names and frame_io[0]["shape"][0] == "frames")
-        # and each state has its own row axis: more rows than the layer's input fork from row 0 (exact incremental)
+        # packages from 0.2.0 on: the frame and each state have their own row axis, and a state with more rows
+        # than its layer's input forks the new rows from row 0 (the exact incremental mode relies on it)
         self.state_fork = bool(self.state_names) and all(
             str(i["shape"][0]).startswith("rows_") for i in io["frame_encoder"]["inputs"] if i["name"] != "frame")
         self.has_split = False
@@ -69,21 +67,25 @@ class Backend:
     # -- contract
     def infer_clip(self, clip: np.ndarray) -> ClipOutput:
         """(T, 3, S, S) or (B, T, 3, S, S) float32 -> ClipOutput with a batch axis."""
-        clip = np.asarray(clip, dtype=np.float32)
-        if clip.ndim == 4:
-            clip = clip[None]
-        if clip.ndim != 5 or clip.shape[1] != self.frames:
-            raise InputShapeError(f"expected a clip (B, {self.frames}, 3, S, S), got {clip.shape}")
-        return self._outputs(self._run("clip", {"clip": np.ascontiguousarray(clip)}))
+        return self._outputs(self._run("clip", {"clip": self._batched(clip, "a clip", "3, S, S")}))
+
+    def _batched(self, x: np.ndarray, what: str, rest: str) -> np.ndarray:
+        """(T, ...) or (B, T, ...) -> contiguous float32 (B, T, ...), or a clear shape error."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim == 4:
+            x = x[None]
+        if x.ndim != 5 or x.shape[1] != self.frames:
+            raise InputShapeError(f"expected {what} (B, {self.frames}, {rest}), got {x.shape}")
+        return np.ascontiguousarray(x)
 
     def zero_state(self, batch: int = 1) -> State:
         """The encoder's initial shift state (zeros), one array per state input."""
         return [np.zeros((batch, *s), np.float32) for s in self.state_shapes]
 
     def encode_frame(self, frame: np.ndarray, state: State) -> tuple[np.ndarray, State]:
-        """(B, 3, S, S) frames + state -> (features (B, C, h, w), next state).
+        """(F, 3, S, S) frames + state -> (features (R, C, h, w), next state).
 
-        With ``frame_broadcast`` one frame (1, 3, S, S) may go with B state rows.
+        With ``state_fork`` a state may have more rows than the frames (see ``backbone.fork_rows``).
         """
         self._need_split()
         frame = np.asarray(frame, dtype=np.float32)
@@ -99,12 +101,7 @@ class Backend:
     def head(self, features: np.ndarray) -> ClipOutput:
         """(T, C, h, w) or (B, T, C, h, w) cached features -> ClipOutput."""
         self._need_split()
-        features = np.asarray(features, dtype=np.float32)
-        if features.ndim == 4:
-            features = features[None]
-        if features.ndim != 5 or features.shape[1] != self.frames:
-            raise InputShapeError(f"expected features (B, {self.frames}, C, h, w), got {features.shape}")
-        return self._outputs(self._run("clip_head", {"features": np.ascontiguousarray(features)}))
+        return self._outputs(self._run("clip_head", {"features": self._batched(features, "features", "C, h, w")}))
 
     def close(self) -> None:
         pass

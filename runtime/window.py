@@ -138,7 +138,7 @@ class IncrementalEncoder:
             n = 1 + len(active)
             states = [np.concatenate([self._carried_state[i]] + [c.state[i] for c in active], axis=0)
                       for i in range(self.layers)]
-            batch = tensor[None] if self.backend.frame_broadcast else np.broadcast_to(tensor[None], (n, *tensor.shape))
+            batch = np.broadcast_to(tensor[None], (n, *tensor.shape))
             feats, new_state = self.backend.encode_frame(batch, states)
             self.encoded_frames += n
             self._take(feats, new_state, active)
