@@ -11,7 +11,10 @@ Measures, on one package and backend:
   interleaved rounds; the ratio is the median of the per-round ratios (each
   pipeline run against the bare run next to it in time): a shared machine
   stalls some calls and drifts, and this keeps both out of the ratio. The JSON also
-  keeps the plain mean rate of every pipeline run;
+  keeps the plain mean rate of every pipeline run. Incremental mode is run
+  twice: as shipped (the head of one window overlaps the encoding of the
+  next frame on a second thread, ``overlap_head=True``) and with the head in
+  sequence (``incremental_seq_head``), the same calls as the bare backend;
 * capture-to-result latency p50/p95 on a paced live synthetic source (target:
   p50 within one inference time + one frame interval);
 * cost per new frame: incremental (encoder on L+1 state rows + head; and with
@@ -104,7 +107,7 @@ def bare_backend(pkg, backend_name: str, n: int, threads: int | None = None) -> 
 
 
 def pipeline_throughput(pkg_dir: Path, backend: str, incremental: bool, windows: int,
-                        threads: int | None = None) -> dict:
+                        threads: int | None = None, overlap: bool = True) -> dict:
     from aknet_edge.runtime import Recognizer
     from aknet_edge.runtime.sources import ArraySource
     from aknet_edge.synthetic import iter_long_video
@@ -122,7 +125,7 @@ def pipeline_throughput(pkg_dir: Path, backend: str, incremental: bool, windows:
     # verification happen once at start-up and are not part of the per-window cost)
     stamps = []
     with Recognizer(pkg_dir, src, backend=backend, incremental=incremental, keypoints_top=32,
-                    threads=threads) as rec:
+                    threads=threads, overlap_head=overlap) as rec:
         for _ in rec:
             stamps.append(time.perf_counter())
     n = len(stamps)
@@ -134,13 +137,15 @@ def pipeline_throughput(pkg_dir: Path, backend: str, incremental: bool, windows:
             "windows_per_s": 1.0 / median}
 
 
-def latency(pkg_dir: Path, backend: str, incremental: bool, seconds: float, threads: int | None = None) -> dict:
+def latency(pkg_dir: Path, backend: str, incremental: bool, seconds: float, threads: int | None = None,
+            overlap: bool = True) -> dict:
     from aknet_edge.runtime import Recognizer
 
     uri = "synthetic://?seed=4&segments=100&fps=15&speed=1&loop=1"
     lat = []
     t_end = time.monotonic() + seconds
-    with Recognizer(pkg_dir, uri, backend=backend, incremental=incremental, threads=threads) as rec:
+    with Recognizer(pkg_dir, uri, backend=backend, incremental=incremental, threads=threads,
+                    overlap_head=overlap) as rec:
         for r in rec:
             if r.timestamp > 4.0:  # steady state: skip warm-up windows
                 lat.append(r.latency_ms)
@@ -200,29 +205,30 @@ def main(argv: list[str] | None = None) -> int:
 
     pkg_dir = Path(args.package) if args.package else demo_package()
     pkg = packaging.load(pkg_dir)
-    # interleave bare and pipeline runs so drifting load on a shared machine hits both alike
-    modes = [False, True]
+    # interleave bare and pipeline runs so drifting load on a shared machine hits both alike;
+    # incremental runs twice: with the head overlapping the next frame's encoding (the default) and without
+    modes = {"whole_clip": (False, False), "incremental": (True, True), "incremental_seq_head": (True, False)}
     bares, pipes = [], {m: [] for m in modes}
     for _ in range(args.rounds):
         bares.append(bare_backend(pkg, args.backend, n=args.windows, threads=args.threads))
-        for m in modes:
-            if m and "incremental_step_ms" not in bares[-1]:
+        for m, (incremental, overlap) in modes.items():
+            if incremental and "incremental_step_ms" not in bares[-1]:
                 continue
-            pipes[m].append(pipeline_throughput(pkg_dir, args.backend, m, args.windows, args.threads))
+            pipes[m].append(pipeline_throughput(pkg_dir, args.backend, incremental, args.windows, args.threads,
+                                                overlap))
     bare = {k: (float(np.median([b[k] for b in bares])) if k.endswith("_ms") else v) for k, v in bares[0].items()}
     rows = []
     res: dict = {"package": str(pkg_dir), "cpus": os.cpu_count(), "threads": args.threads, "bare": bare,
                  "quick": args.quick, "long_frames": args.long_frames}
     frame_interval_ms = 1000.0 / 15
-    for incremental in modes:
+    for mode, (incremental, overlap) in modes.items():
         if incremental and "incremental_step_ms" not in bare:
             continue
-        mode = "incremental" if incremental else "whole_clip"
         per_window = bare["incremental_step_ms"] if incremental else bare["whole_clip_ms"]
-        runs = pipes[incremental]
+        runs = pipes[mode]
         thr = {"windows_per_s": float(np.median([r["windows_per_s"] for r in runs])),
                "mean_windows_per_s": float(np.median([r["mean_windows_per_s"] for r in runs])), "runs": runs}
-        lat = latency(pkg_dir, args.backend, incremental, args.latency_seconds, args.threads)
+        lat = latency(pkg_dir, args.backend, incremental, args.latency_seconds, args.threads, overlap)
         key = "incremental_step_ms" if incremental else "whole_clip_ms"
         # each round's pipeline against the bare run next to it in time, then the median of those ratios
         per_round = [r["windows_per_s"] * b[key] / 1000.0 for r, b in zip(runs, bares)]
@@ -236,10 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     mem = memory(pkg_dir, args.backend, args.long_frames, args.threads)
     res["memory"] = mem
     print(f"backend {bare['backend']} {bare['precision']}, {os.cpu_count()} CPUs, threads {args.threads or 'default'}")
-    print(f"{'mode':<12} {'bare w/s':>8} {'pipe w/s':>8} {'ratio':>5} {'p50 ms':>7} {'p95 ms':>7} {'target':>7}"
+    print(f"{'mode':<20} {'bare w/s':>8} {'pipe w/s':>8} {'ratio':>5} {'p50 ms':>7} {'p95 ms':>7} {'target':>7}"
           "   (w/s: medians over rounds; ratio: median of per-round ratios)")
     for r in rows:
-        print(f"{r[0]:<12} " + " ".join(r[1:]))
+        print(f"{r[0]:<20} " + " ".join(r[1:]))
     if "incremental_step_ms" in bare:
         w = bare["whole_clip_ms"]
         print(f"cost per new frame: whole clip {w:.2f} ms, incremental exact {bare['incremental_step_ms']:.2f} ms "

@@ -47,6 +47,9 @@ class Backend:
     """Base: shape checks and the split-graph contract; subclasses run the graphs."""
 
     name = "base"
+    # whether two threads may run different graphs (encoder, head) at the same time; the recogniser then
+    # overlaps the clip head of one window with the encoding of the next frame
+    concurrent_roles = False
 
     def __init__(self, package: Package, precision: str) -> None:
         self.package = package
@@ -151,6 +154,7 @@ class OnnxRuntimeBackend(Backend):
     """ONNX Runtime: CPU by default; CUDA/TensorRT execution providers when installed and asked for."""
 
     name = "onnxruntime"
+    concurrent_roles = True  # InferenceSession.run is thread-safe, and each role has its own session
 
     def __init__(self, package: Package, precision: str = "auto", providers: list[str] | None = None,
                  threads: int | None = None) -> None:

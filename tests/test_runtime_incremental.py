@@ -144,3 +144,53 @@ def test_results_reach_the_iterator_without_waiting_for_the_next_frame(pkg):
         delays = [time.monotonic() - made[r.frame_index] for r in rec]
     assert len(delays) >= 5
     assert float(np.median(delays)) < 0.03, delays  # a frame interval would be 0.1 s
+
+
+def _long_images(seed: int = 8, segments: int = 4, n: int = 60):
+    from aknet_edge.synthetic import iter_long_video
+
+    _, frames = iter_long_video(seed, segments, fps=3.5, size=112)
+    return [f for _, f in frames][:n]
+
+
+def test_overlapped_head_gives_the_sequential_results_and_events(pkg):
+    """The head thread changes when a window's head runs, not what it computes or the order results arrive in."""
+    import threading
+
+    from aknet_edge.runtime.sources import ArraySource
+
+    images = _long_images()
+
+    def run(overlap):
+        events, names = [], []
+        src = ArraySource(images, fps=3.5, block=True)
+        with Recognizer(pkg, src, incremental=True, overlap_head=overlap, on_event=events.append,
+                        on_result=lambda r: names.append(threading.current_thread().name)) as rec:
+            results = list(rec)
+        return results, [(e.label, e.state, e.start, e.end) for e in events], set(names)
+
+    seq, seq_events, seq_threads = run(False)
+    ovl, ovl_events, ovl_threads = run(True)
+    assert len(seq) == len(ovl) == len(images) - 8 + 1
+    assert [r.frame_index for r in ovl] == [r.frame_index for r in seq]
+    np.testing.assert_array_equal(np.stack([r.probs for r in ovl]), np.stack([r.probs for r in seq]))
+    assert [r.keypoints for r in ovl] == [r.keypoints for r in seq]
+    assert ovl_events == seq_events and seq_events  # the synthetic actions make events, the closing one included
+    assert seq_threads == {"aknet-inference"} and ovl_threads == {"aknet-head"}
+    assert not [t for t in threading.enumerate() if t.name in ("aknet-head", "aknet-inference")]
+
+
+def test_a_failing_callback_on_the_head_thread_stops_recognition_with_its_error(pkg):
+    import threading
+
+    from aknet_edge.runtime.sources import ArraySource
+
+    def boom(result):
+        raise ValueError("callback failed")
+
+    src = ArraySource(_long_images(n=30), fps=3.5, block=True)
+    with pytest.raises(ValueError, match="callback failed"):
+        with Recognizer(pkg, src, incremental=True, on_result=boom) as rec:
+            for _ in rec:
+                pass
+    assert not [t for t in threading.enumerate() if t.name in ("aknet-head", "aknet-inference")]
