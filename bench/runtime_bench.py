@@ -13,7 +13,7 @@ Measures, on one package and backend:
   stalls some calls and drifts, and this keeps both out of the ratio. The JSON also
   keeps the plain mean rate of every pipeline run. Incremental mode is run
   twice: as shipped (the head of one window overlaps the encoding of the
-  next frame on a second thread, ``overlap_head=True``) and with the head in
+  next frame on a second thread, ``overlap=True``) and with the head in
   sequence (``incremental_seq_head``), the same calls as the bare backend;
 * capture-to-result latency p50/p95 on a paced live synthetic source (target:
   p50 within one inference time + one frame interval);
@@ -125,7 +125,7 @@ def pipeline_throughput(pkg_dir: Path, backend: str, incremental: bool, windows:
     # verification happen once at start-up and are not part of the per-window cost)
     stamps = []
     with Recognizer(pkg_dir, src, backend=backend, incremental=incremental, keypoints_top=32,
-                    threads=threads, overlap_head=overlap) as rec:
+                    threads=threads, overlap=overlap) as rec:
         for _ in rec:
             stamps.append(time.perf_counter())
     n = len(stamps)
@@ -145,7 +145,7 @@ def latency(pkg_dir: Path, backend: str, incremental: bool, seconds: float, thre
     lat = []
     t_end = time.monotonic() + seconds
     with Recognizer(pkg_dir, uri, backend=backend, incremental=incremental, threads=threads,
-                    overlap_head=overlap) as rec:
+                    overlap=overlap) as rec:
         for r in rec:
             if r.timestamp > 4.0:  # steady state: skip warm-up windows
                 lat.append(r.latency_ms)

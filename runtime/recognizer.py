@@ -9,10 +9,11 @@ Threading contract:
   file, window). ``on_result(result)`` and ``on_event(event)`` callbacks run on
   this inference thread: keep them short, a slow callback slows recognition
   (they never block capture);
-* in incremental mode on a backend that allows it (ONNX Runtime), the clip
-  head and everything after it (events, outputs, callbacks) run on a second
-  "head" thread, so one window's head overlaps the next frame's encoding; the
-  callbacks then run there instead, still one at a time and in order;
+* on a backend that allows it (ONNX Runtime), a window's last model call (the
+  clip head in incremental mode, the whole-clip graph otherwise) and
+  everything after it (events, outputs, callbacks) run on a second "head"
+  thread, overlapping the next frames' sampling, preprocessing and encoding;
+  the callbacks then run there instead, still one at a time and in order;
 * iterating the recogniser (or :meth:`Recognizer.next_result`) reads a bounded
   queue fed by the inference thread; when the consumer falls behind, the oldest
   queued results are dropped (counted in ``results_dropped``), never the
@@ -106,10 +107,11 @@ class RecognizerOptions:
     queue_size: int = 64
     max_seconds: float | None = None
     keep_images: bool = False  # attach the newest frame to each Result
-    # incremental mode: run each window's head, events and outputs on a second thread while the next frame is
-    # encoded (backends with ``concurrent_roles``: ONNX Runtime). Same results; more windows per second when
-    # frames are backlogged (files, fast cameras); no change to a live camera's latency
-    overlap_head: bool = True
+    # run each window's last model call (the head, or the whole clip), events and outputs on a second thread
+    # while the next frames are prepared and encoded (backends with ``concurrent_roles``: ONNX Runtime). Same
+    # results; more windows per second when frames are backlogged (files, fast cameras); no change to a live
+    # camera's latency
+    overlap: bool = True
     # preprocess each frame on the capture thread instead of the inference thread (one resize per captured
     # frame, used or not). Off by default: on our 2-core benchmark it lowered throughput (GIL and memory
     # traffic shared with inference); try it where the camera's frames are large and cores are plentiful
@@ -317,8 +319,13 @@ class Recognizer:
         self._smoother = Smoother(self.event_config)
         self._detector = EventDetector(self.labels, self.event_config)
         self._reset_stream()
-        if self.incremental and self.options.overlap_head and self.backend.concurrent_roles:
+        if self.options.overlap and self.backend.concurrent_roles:
             self._head_queue = queue.Queue(maxsize=1)  # one window waits while one runs: bounded, in order
+            # whole clips: a window's frames are copied out of the ring (which the next frames overwrite) into
+            # one of three buffers: one running, one queued, one being filled
+            self._clip_pool = [np.empty((self.spec.frames, *self._input_shape), np.float32) for _ in range(3)] \
+                if not self.incremental else []
+            self._clip_next = 0
             self._head_thread = threading.Thread(target=self._head_loop, name="aknet-head", daemon=True)
             self._head_thread.start()
         t_end = None if self.options.max_seconds is None else time.monotonic() + self.options.max_seconds
@@ -387,8 +394,13 @@ class Recognizer:
         samples = list(self._window.samples)
         if self._encoder is not None:
             self._to_head(("window", self._encoder.window(), samples, newest))  # a fresh array: safe to hand over
-            return
-        self._decide(self.backend.infer_clip(self._window.clip()), samples, newest)
+        elif self._head_queue is None:
+            self._to_head(("clip", self._window.clip(), samples, newest))  # inline: the ring view is stable
+        else:
+            buf = self._clip_pool[self._clip_next]
+            self._clip_next = (self._clip_next + 1) % len(self._clip_pool)
+            np.copyto(buf, self._window.clip())
+            self._to_head(("clip", buf, samples, newest))
 
     # -- the head stage: on the head thread when overlapped, else inline on the inference thread
     def _to_head(self, item: tuple) -> None:
@@ -409,9 +421,9 @@ class Recognizer:
                 self._emit_event(ev)
             self._smoother.reset()
             return
-        _, feats, samples, newest = item
+        kind, x, samples, newest = item
         assert self.backend is not None
-        self._decide(self.backend.head(feats), samples, newest)
+        self._decide(self.backend.head(x) if kind == "window" else self.backend.infer_clip(x), samples, newest)
 
     def _head_loop(self) -> None:
         assert self._head_queue is not None

@@ -153,8 +153,9 @@ def _long_images(seed: int = 8, segments: int = 4, n: int = 60):
     return [f for _, f in frames][:n]
 
 
-def test_overlapped_head_gives_the_sequential_results_and_events(pkg):
-    """The head thread changes when a window's head runs, not what it computes or the order results arrive in."""
+@pytest.mark.parametrize("incremental", [True, False])
+def test_overlapped_head_gives_the_sequential_results_and_events(pkg, incremental):
+    """The head thread changes when a window's last model call runs, not what it computes or the result order."""
     import threading
 
     from aknet_edge.runtime.sources import ArraySource
@@ -164,7 +165,7 @@ def test_overlapped_head_gives_the_sequential_results_and_events(pkg):
     def run(overlap):
         events, names = [], []
         src = ArraySource(images, fps=3.5, block=True)
-        with Recognizer(pkg, src, incremental=True, overlap_head=overlap, on_event=events.append,
+        with Recognizer(pkg, src, incremental=incremental, overlap=overlap, on_event=events.append,
                         on_result=lambda r: names.append(threading.current_thread().name)) as rec:
             results = list(rec)
         return results, [(e.label, e.state, e.start, e.end) for e in events], set(names)
