@@ -122,6 +122,7 @@ class RecognizerOptions:
 
 
 _STOP = object()
+_JOIN_S = 30.0  # how long close() waits for the threads (a blocked callback or output can hold them)
 _TXY = np.array([0, 2, 1])  # keypoint columns (t, y, x) -> (t, x, y)
 _EVENT_FIELDS = ("smoothing", "ema_alpha", "mean_windows", "enter", "exit", "min_duration_s")
 
@@ -133,11 +134,13 @@ class Recognizer:
     ``source_options``) or an unopened :class:`~aknet_edge.runtime.sources.Source`; other keyword
     arguments are :class:`RecognizerOptions` fields.
 
-    Threading: capture runs on the source's thread; inference, events, outputs and the
-    ``on_result``/``on_event`` callbacks run on one inference thread (keep callbacks short);
-    iteration and :meth:`next_result` read a bounded queue that drops its oldest results when
-    the consumer lags (``results_dropped``). Ended events, including the one closed at end of
-    stream, are also kept in :attr:`events`.
+    Threading: capture runs on the source's thread; inference runs on an inference thread, and
+    events, outputs and the ``on_result``/``on_event`` callbacks on the inference thread or, with
+    ``overlap`` on ONNX Runtime, on the head thread: one thread either way, in order (keep
+    callbacks short). Iteration and :meth:`next_result` read a bounded queue that drops its
+    oldest results when the consumer lags (``results_dropped``). Ended events, including the
+    one closed at end of stream, are also kept in :attr:`events`. Calling :meth:`close` from a
+    callback only asks recognition to stop; the ``with`` block (or a later ``close()``) releases.
     """
 
     def __init__(self, package_dir: str | Path, source: str | int | Source, **options: Any) -> None:
@@ -178,6 +181,8 @@ class Recognizer:
         if self._thread is not None:
             return self
         opts = self.options
+        if opts.stride_s is not None and opts.stride_s <= 0:
+            raise ConfigError(f"stride_s={opts.stride_s}: expected > 0 seconds (or None: one sample period)")
         try:
             extra: dict[str, Any] = {"providers": opts.providers} if opts.providers else {}
             if opts.threads:
@@ -205,12 +210,18 @@ class Recognizer:
 
     def close(self) -> None:
         """Stop inference, release the source, close the open event and flush every output."""
+        if threading.current_thread() in (self._thread, self._head_thread):
+            self._stop.set()  # from a callback: a thread cannot join itself; the owner's close() releases
+            return
         if self._closed:
             return
         self._closed = True
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(30.0)
+            self._thread.join(_JOIN_S)
+            if self._thread.is_alive():
+                log.warning("the inference thread did not stop within %.0f s (a callback or output blocked?); "
+                            "releasing anyway", _JOIN_S)
         self._release()
 
     def __enter__(self) -> Recognizer:
@@ -313,6 +324,26 @@ class Recognizer:
         self._k0: int | None = None
 
     def _loop(self) -> None:
+        self._detector: EventDetector | None = None
+        try:
+            self._setup_loop()
+            self._run_loop()
+        except BaseException as exc:  # reported to the consumer by next_result()
+            log.error("inference stopped: %s", exc)
+            self._error = self._error or exc
+        finally:
+            head_done = self._stop_head()
+            try:
+                if self._detector is not None and head_done:  # a stuck head thread still owns the detector
+                    for ev in self._detector.finish():
+                        self._emit_event(ev)
+            except Exception as exc:
+                log.warning("closing the open event failed: %s", exc)
+            self._sync_source()
+            self._hand_off()
+            self._put(_STOP, force=True)
+
+    def _setup_loop(self) -> None:
         assert self.source is not None and self.backend is not None
         self._sampler = GridSampler(self.spec.frames, self.spec.span_s)
         self._stride = stride_steps(self.options.stride_s, self._sampler.period)
@@ -328,34 +359,23 @@ class Recognizer:
             self._clip_next = 0
             self._head_thread = threading.Thread(target=self._head_loop, name="aknet-head", daemon=True)
             self._head_thread.start()
+
+    def _run_loop(self) -> None:
+        assert self.source is not None
         t_end = None if self.options.max_seconds is None else time.monotonic() + self.options.max_seconds
-        try:
-            while not self._stop.is_set():
-                if t_end is not None and time.monotonic() >= t_end:
-                    break
-                if self._pending is not None and not self.source.buffered:
-                    self._hand_off()  # about to wait for the camera: deliver now, latency first
-                try:
-                    frame = self.source.read(timeout=0.1)
-                except EndOfStream:
-                    break
-                if frame is None:
-                    self._sync_source()
-                    continue
-                self._on_frame(frame)
-        except BaseException as exc:  # reported to the consumer by next_result()
-            log.error("inference stopped: %s", exc)
-            self._error = self._error or exc
-        finally:
-            self._stop_head()
+        while not self._stop.is_set():
+            if t_end is not None and time.monotonic() >= t_end:
+                break
+            if self._pending is not None and not self.source.buffered:
+                self._hand_off()  # about to wait for the camera: deliver now, latency first
             try:
-                for ev in self._detector.finish():
-                    self._emit_event(ev)
-            except Exception as exc:
-                log.warning("closing the open event failed: %s", exc)
-            self._sync_source()
-            self._hand_off()
-            self._put(_STOP, force=True)
+                frame = self.source.read(timeout=0.1)
+            except EndOfStream:
+                break
+            if frame is None:
+                self._sync_source()
+                continue
+            self._on_frame(frame)
 
     def _on_frame(self, frame: Frame) -> None:
         self.telemetry.frame(frame.capture_ts)
@@ -412,8 +432,10 @@ class Recognizer:
                 self._head_queue.put(item, timeout=0.1)
                 return
             except queue.Full:
-                if self._stop.is_set() or not (self._head_thread and self._head_thread.is_alive()):
+                if not (self._head_thread and self._head_thread.is_alive()):
                     raise RuntimeError("the head thread stopped") from self._error
+                if self._stop.is_set():
+                    return  # closing: this window is not wanted any more
 
     def _head_step(self, item: tuple) -> None:
         if item[0] == "restart":  # the grid restarted: close the open event, forget the smoothed history
@@ -436,21 +458,29 @@ class Recognizer:
                 self._hand_off()  # the next window is being encoded meanwhile: deliver now
         except BaseException as exc:
             log.error("head stage stopped: %s", exc)
-            self._error = exc
+            self._error = self._error or exc  # the first failure is the cause
             self._stop.set()
 
-    def _stop_head(self) -> None:
-        """Let the head thread finish the queued windows, then join it (before the last event closes)."""
-        if self._head_thread is None or self._head_queue is None:
-            return
-        while self._head_thread.is_alive():
+    def _stop_head(self) -> bool:
+        """Let the head thread finish the queued windows and join it, within one deadline.
+
+        True when no head thread is left running (then the caller may close the last event).
+        """
+        thread = self._head_thread
+        if thread is None or self._head_queue is None:
+            return True
+        deadline = time.monotonic() + _JOIN_S
+        while thread.is_alive() and time.monotonic() < deadline:
             try:
                 self._head_queue.put(None, timeout=0.1)
                 break
             except queue.Full:
                 continue
-        self._head_thread.join(30.0)
-        self._head_thread = None
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            log.warning("the head thread did not stop within %.0f s (a callback or output blocked?)", _JOIN_S)
+            return False
+        return True
 
     def _decide(self, out: ClipOutput, samples: list[Sample], newest: Frame) -> None:
         """Scores -> smoothed label, keypoints, events, outputs and callbacks for one window."""
@@ -537,10 +567,10 @@ class Recognizer:
         """
         if self._pending is None:
             return
-        with self._pending_lock:  # the inference and head threads may both hand off
+        with self._pending_lock:  # the inference and head threads may both hand off: one at a time, in order
             item, self._pending = self._pending, None
-        if item is not None:
-            self._put(item)
+            if item is not None:
+                self._put(item)
 
     def _put(self, item: Any, force: bool = False) -> None:
         while True:
@@ -548,13 +578,13 @@ class Recognizer:
                 self._queue.put_nowait(item)
                 return
             except queue.Full:
+                if not force and self._stop.is_set():
+                    return  # stopping: keep what the consumer has not read yet
                 try:
                     self._queue.get_nowait()
                     self.results_dropped += 1
                 except queue.Empty:
                     pass
-            if not force and self._stop.is_set():
-                return
 
 
 __all__ = ["Recognizer", "RecognizerOptions", "Result"]

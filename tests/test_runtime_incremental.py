@@ -195,3 +195,30 @@ def test_a_failing_callback_on_the_head_thread_stops_recognition_with_its_error(
             for _ in rec:
                 pass
     assert not [t for t in threading.enumerate() if t.name in ("aknet-head", "aknet-inference")]
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_close_from_a_callback_stops_promptly_without_error(pkg, overlap):
+    """A callback may call close(): recognition stops, the with block releases, no thread is left."""
+    import threading
+    import time
+
+    from aknet_edge.runtime.sources import ArraySource
+
+    src = ArraySource(_long_images(n=40), fps=3.5, block=True)
+    seen = []
+    t0 = time.monotonic()
+    with Recognizer(pkg, src, incremental=True, overlap=overlap) as rec:
+        rec.options.on_result = lambda r: (seen.append(r), rec.close() if len(seen) == 3 else None)
+        results = list(rec)
+    assert time.monotonic() - t0 < 10.0
+    assert 3 <= len(results) < 40 - 8 + 1 and len(seen) >= 3
+    assert not [t for t in threading.enumerate() if t.name in ("aknet-head", "aknet-inference")]
+
+
+def test_a_non_positive_stride_is_refused_at_start(pkg):
+    from aknet_edge.errors import ConfigError
+    from aknet_edge.runtime.sources import ArraySource
+
+    with pytest.raises(ConfigError, match="stride_s=0"):
+        Recognizer(pkg, ArraySource(_long_images(n=10), fps=3.5), stride_s=0).start()
