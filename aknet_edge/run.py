@@ -83,6 +83,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("--incremental", action=argparse.BooleanOptionalAction, default=None,
                    help="per-frame encoder + head (default: when the package has the split graphs)")
+    p.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=True,
+                   help="run each window's last model call, events and outputs on a second thread while the next "
+                        "frames are encoded (ONNX Runtime; same results)")
     p.add_argument("--stride", type=float, metavar="SECONDS", help="seconds between windows (default: one sample)")
     p.add_argument("--smoothing", choices=("ema", "mean", "none"), default="ema")
     p.add_argument("--enter", type=float, default=0.5, help="probability that starts an event")
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
     providers = args.providers.split(",") if args.providers else None
     rec = Recognizer(pkg, args.source, backend=args.backend, precision=args.precision, providers=providers,
-                     threads=args.threads, incremental=args.incremental,
+                     threads=args.threads, incremental=args.incremental, overlap=args.overlap,
                      stride_s=args.stride, smoothing=args.smoothing, enter=args.enter, exit=args.exit,
                      min_duration_s=args.min_duration, jsonl=args.jsonl, preview_port=args.preview_port,
                      preview_host=args.preview_host, output_video=args.output_video, display=args.display,
