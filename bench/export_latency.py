@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 
 import numpy as np
@@ -43,7 +42,7 @@ from aknet_edge.export.onnx_export import _to_onnx, split_names, to_onnx, to_spl
 from aknet_edge.flops import count_cost
 from aknet_edge.io_utils import atomic_write_text
 from aknet_edge.model import build_model
-from timing import interleaved  # bench/timing.py
+from timing import interleaved, machine_name  # bench/timing.py
 
 
 def _session(model, threads: int) -> ort.InferenceSession:
@@ -184,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.overrides)}
     rows = [bench_preset(n, args.threads, args.warmup, args.repeats, args.seconds, args.split_shift, overrides,
                          args.breakdown) for n in args.presets]
-    machine = f"{platform.processor() or platform.machine()}, {args.threads} ORT threads, onnxruntime {ort.__version__}"
+    machine = f"{machine_name()}, {args.threads} ORT threads, onnxruntime {ort.__version__}"
     print(f"ONNX Runtime CPU, batch 1, graphs timed in interleaved blocks after {args.warmup} warm-up rounds ({machine}); "
           "ms: median of all runs; ratios: median over rounds of each round's ratio [quartiles]\n")
     print("| preset | rounds | AK-Net ms | TSM ms | latency ratio | FLOPs ratio | split: encoder+head ms / whole ms | per-new-frame ratio |")

@@ -218,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
                                                 overlap))
     bare = {k: (float(np.median([b[k] for b in bares])) if k.endswith("_ms") else v) for k, v in bares[0].items()}
     rows = []
-    res: dict = {"package": str(pkg_dir), "cpus": os.cpu_count(), "threads": args.threads, "bare": bare,
+    from timing import machine_name  # bench/timing.py
+
+    res: dict = {"package": str(pkg_dir), "machine": machine_name(), "cpus": os.cpu_count(), "threads": args.threads, "bare": bare,
                  "quick": args.quick, "long_frames": args.long_frames}
     frame_interval_ms = 1000.0 / 15
     for mode, (incremental, overlap) in modes.items():

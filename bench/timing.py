@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -73,3 +75,14 @@ def interleaved_ms(fns: dict, warmup: int, repeats: int, seconds: float, block_s
     """Median ms of each callable (see :func:`interleaved`) and the fewest timed runs of any."""
     t = interleaved(fns, warmup, repeats, seconds, block_s)
     return {k: t.median(k) for k in fns}, min(len(v) for v in t.calls.values())
+
+
+def machine_name() -> str:
+    """The CPU model and count, for the JSON beside every absolute time."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} CPUs"
