@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", default="onnxruntime")
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads, same for bare and pipeline")
     p.add_argument("--windows", type=int, default=300, help="windows for each throughput run")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds of bare and pipeline runs")
+    p.add_argument("--rounds", type=int, default=9, help="interleaved rounds of bare and pipeline runs")
     p.add_argument("--latency-seconds", type=float, default=15.0)
     p.add_argument("--long-frames", type=int, default=100_000, help="frames of the memory run (a few minutes)")
     p.add_argument("--quick", action="store_true", help="tiny run to check the script works")
