@@ -319,8 +319,8 @@ class Recognizer:
         self._window = WindowBuffer(self.spec, keep_tensors=not self.incremental)
         self._input_shape = (3, self.spec.size, self.spec.size)
         self._scratch = np.empty(self._input_shape, np.float32)
-        self._encoder = IncrementalEncoder(self.backend, self.spec.frames, self.options.exact_incremental) \
-            if self.incremental else None
+        self._encoder = IncrementalEncoder(self.backend, self.spec.frames, self.options.exact_incremental,
+                                           self._stride) if self.incremental else None
         self._k0: int | None = None
 
     def _loop(self) -> None:

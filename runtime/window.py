@@ -111,12 +111,17 @@ class IncrementalEncoder:
     """Encodes each grid sample once and assembles a window's features for the head.
 
     See the module docstring for why ``exact=True`` keeps L chains besides the carried one.
+    With ``stride`` s, windows start only at every s-th sample (counted from the first
+    push), so fresh chains start only there: s times fewer extra rows.
     """
 
-    def __init__(self, backend: Backend, frames: int, exact: bool = True) -> None:
+    def __init__(self, backend: Backend, frames: int, exact: bool = True, stride: int = 1) -> None:
+        if stride < 1:
+            raise ConfigError(f"stride={stride}: expected a whole number of samples >= 1")
         self.backend = backend
         self.frames = frames
         self.exact = exact
+        self.stride = stride
         self.layers = len(backend.state_names)
         self._zero = backend.zero_state(1)  # shared by every fresh chain: states are only read, never written
         self._carried_state = backend.zero_state(1)
@@ -129,7 +134,7 @@ class IncrementalEncoder:
         """Encode the next sample (3, S, S)."""
         k = self.count
         self.count += 1
-        if self.exact and self.layers:
+        if self.exact and self.layers and k % self.stride == 0:  # a window will start here
             self._fresh[k] = _Chain(self._zero)
         active = [c for c in self._fresh.values() if len(c.feats) < self.layers]
         if self.backend.state_fork:
@@ -176,7 +181,11 @@ class IncrementalEncoder:
             raise ConfigError(f"window not full: {self.count} of {self.frames} samples encoded")
         feats = list(self._carried)
         if self.exact and self.layers:
-            chain = self._fresh[self.count - self.frames]
+            start = self.count - self.frames
+            chain = self._fresh.get(start)
+            if chain is None:
+                raise ConfigError(f"no window starts at sample {start}: with stride {self.stride} windows start at "
+                                  f"multiples of {self.stride}")
             feats[: self.layers] = chain.feats[: self.layers]
         return np.stack(feats)
 

@@ -56,11 +56,13 @@ def test_carried_state_only_differs_after_the_first_window(pkg):
     assert np.abs(backend.head(enc.window()).logits - backend.infer_clip(frames[1:]).logits).max() > 1e-3
 
 
-def test_stream_results_equal_in_both_modes(pkg):
+@pytest.mark.parametrize("stride_s", [None, 0.6])
+def test_stream_results_equal_in_both_modes(pkg, stride_s):
     uri = "synthetic://?seed=5&segments=2&speed=0&size=112"
     probs = {}
     for inc in (True, False):
-        with Recognizer(pkg, uri, incremental=inc, smoothing="none", source_options={"block": True}) as rec:
+        with Recognizer(pkg, uri, incremental=inc, smoothing="none", stride_s=stride_s,
+                        source_options={"block": True}) as rec:
             probs[inc] = [(r.timestamp, r.probs) for r in rec]
     assert len(probs[True]) == len(probs[False]) > 5
     for (ta, pa), (tb, pb) in zip(probs[True], probs[False]):
@@ -222,3 +224,23 @@ def test_a_non_positive_stride_is_refused_at_start(pkg):
 
     with pytest.raises(ConfigError, match="stride_s=0"):
         Recognizer(pkg, ArraySource(_long_images(n=10), fps=3.5), stride_s=0).start()
+
+
+def test_with_a_stride_only_window_starts_get_fresh_chains(pkg):
+    """Stride 2: every second window is computed, still equal to whole clip, with fewer encoded rows."""
+    backend = open_backend(packaging.load(pkg), "onnxruntime")
+    frames = np.random.default_rng(2).standard_normal((14, 3, 112, 112)).astype(np.float32)
+    every, strided = IncrementalEncoder(backend, 8, exact=True), IncrementalEncoder(backend, 8, exact=True, stride=2)
+    checked = 0
+    for i, x in enumerate(frames):
+        every.push(x)
+        strided.push(x)
+        if i >= 7 and (i - 7) % 2 == 0:
+            whole = backend.infer_clip(frames[i - 7:i + 1])
+            assert np.abs(backend.head(strided.window()).logits - whole.logits).max() <= 1e-4
+            checked += 1
+        elif i >= 7:
+            with pytest.raises(Exception, match="no window starts"):
+                strided.window()
+    assert checked == 4
+    assert strided.encoded_frames < every.encoded_frames
