@@ -126,10 +126,13 @@ class AKNet(nn.Module):
         kept, idx, kept_scores = torch.ops.aknet.keypoint_rank(kept, idx, kept_scores, self.cfg.criterion, [t, h, w])
         coords = self.grid_coords[idx]  # (B, K, 3)
         z = (kept + self.coord_proj(coords)).transpose(1, 2).unsqueeze(2)  # (B, C, 1, K): see backbone.PointConv
+        return self.classify(z), coords, kept_scores
+
+    def classify(self, z: Tensor) -> Tensor:
+        """The point-cloud classifier alone: ranked keypoint features (B, C, 1, K) -> logits."""
         for i in range(self.cfg.cut + 1, 5):
             z, _ = getattr(self, f"layer{i}")(z)
-        logits = self.fc(self.dropout(z.mean(dim=(2, 3))))
-        return logits, coords, kept_scores
+        return self.fc(self.dropout(z.mean(dim=(2, 3))))
 
     def encode_frame(self, frame: Tensor, states: State | None = None) -> tuple[Tensor, State]:
         """Frames (F, 3, H, W) -> features (R, C, h, w) and the next online shift state.
@@ -163,12 +166,16 @@ class TSMBaseline(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_clip(x, self.cfg)
-        b, t = x.shape[:2]
         y, _ = self.encoder(x)
+        return self.head(y)
+
+    def head(self, y: Tensor) -> Tensor:
+        """The stages after the cut alone: frame features (B*T, C, h, w) -> logits (B, classes)."""
+        t = self.cfg.clip.frames
         for i in range(self.cfg.cut + 1, 5):
             y, _ = getattr(self, f"layer{i}")(y, t)
         logits = self.fc(self.dropout(F.adaptive_avg_pool2d(y, 1).flatten(1)))
-        return logits.view(b, t, self.cfg.num_classes).mean(dim=1)  # static class dim in the export
+        return logits.view(-1, t, self.cfg.num_classes).mean(dim=1)  # static class dim in the export
 
 
 def _grid_coords(grid: tuple[int, int, int]) -> Tensor:

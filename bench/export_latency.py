@@ -53,43 +53,15 @@ def _session(model, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
-class _PointStages(torch.nn.Module):
-    """AK-Net's 1D stages and classifier alone: (B, C, 1, K) ranked keypoint features -> logits."""
+class _Part(torch.nn.Module):
+    """One part of a model as its own graph: ``model.<method>(x)``, or the frame encoder's features."""
 
-    def __init__(self, model) -> None:
+    def __init__(self, model, method: str) -> None:
         super().__init__()
-        self.m = model
-
-    def forward(self, z):
-        for i in range(self.m.cfg.cut + 1, 5):
-            z, _ = getattr(self.m, f"layer{i}")(z)
-        return self.m.fc(z.mean(dim=(2, 3)))
-
-
-class _LaterStages(torch.nn.Module):
-    """TSM's 2D stages after the cut and classifier alone: (B*T, C, h, w) features -> logits."""
-
-    def __init__(self, model) -> None:
-        super().__init__()
-        self.m = model
-
-    def forward(self, y):
-        t = self.m.cfg.clip.frames
-        for i in range(self.m.cfg.cut + 1, 5):
-            y, _ = getattr(self.m, f"layer{i}")(y, t)
-        logits = self.m.fc(torch.nn.functional.adaptive_avg_pool2d(y, 1).flatten(1))
-        return logits.view(-1, t, self.m.cfg.num_classes).mean(dim=1)
-
-
-class _Encoder(torch.nn.Module):
-    """The frame encoder both models share: clip -> (B*T, C, h, w)."""
-
-    def __init__(self, model) -> None:
-        super().__init__()
-        self.m = model
+        self.m, self.method = model, method
 
     def forward(self, x):
-        return self.m.encoder(x)[0]
+        return self.m.encoder(x)[0] if self.method == "encoder" else getattr(self.m, self.method)(x)
 
 
 def _plain(module, x: np.ndarray) -> onnx.ModelProto:
@@ -113,15 +85,15 @@ def bench_preset(name: str, threads: int, warmup: int, repeats: int, seconds: fl
         row[f"{arch}_gflops"] = count_cost(model, cfg).gflops
     if breakdown:  # the shared encoder, AK-Net's head and its 1D stages, TSM's later stages
         ak, tsm = models["aknet"], models["tsm"]
-        shared = _session(_plain(_Encoder(tsm), x), threads)
+        shared = _session(_plain(_Part(tsm, "encoder"), x), threads)
         y = shared.run(None, {"x": x})[0]
-        later = _session(_plain(_LaterStages(tsm), y), threads)
+        later = _session(_plain(_Part(tsm, "head"), y), threads)
         _, head_g = to_split_onnx(build_model(ak.cfg.replace(shift="none")).eval()) if ak.cfg.shift == "offline" \
             else to_split_onnx(ak)  # the head has no shift: the same graph whatever the encoder's shift
         ak_head = _session(lower(head_g, "onnxruntime"), threads)
         y_clip = y.reshape(1, ak.cfg.clip.frames, *y.shape[1:])
         z = np.random.default_rng(1).normal(size=(1, ak.encoder.out_channels, 1, ak.cfg.num_keypoints)).astype(np.float32)
-        points = _session(_plain(_PointStages(ak), z), threads)
+        points = _session(_plain(_Part(ak, "classify"), z), threads)
         fns.update(b_encoder=lambda: shared.run(None, {"x": x}), b_head=lambda: ak_head.run(None, {"features": y_clip}),
                    b_head_convs=lambda: points.run(None, {"x": z}), b_tsm_later=lambda: later.run(None, {"x": y}))
     # streaming split: an online-shift (or no-shift) variant of the same preset
@@ -146,7 +118,7 @@ def bench_preset(name: str, threads: int, warmup: int, repeats: int, seconds: fl
                    head=lambda: head.run(None, {"features": feats}))
     tm = interleaved(fns, warmup, repeats, seconds)
     ms = {k: tm.median(k) for k in fns}
-    row["repeats"], row["rounds"] = min(len(v) for v in tm.calls.values()), len(tm.rounds["aknet"])
+    row["repeats"], row["rounds"] = tm.fewest_runs, len(tm.rounds["aknet"])
     lat, q1, q3 = tm.ratio("aknet", "tsm")
     row.update(aknet_ms=ms["aknet"], tsm_ms=ms["tsm"], latency_ratio=lat, latency_ratio_iqr=[q1, q3],
                flops_ratio=row["aknet_gflops"] / row["tsm_gflops"])

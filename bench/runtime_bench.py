@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from timing import machine_name  # bench/timing.py
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -218,8 +219,6 @@ def main(argv: list[str] | None = None) -> int:
                                                 overlap))
     bare = {k: (float(np.median([b[k] for b in bares])) if k.endswith("_ms") else v) for k, v in bares[0].items()}
     rows = []
-    from timing import machine_name  # bench/timing.py
-
     res: dict = {"package": str(pkg_dir), "machine": machine_name(), "cpus": os.cpu_count(), "threads": args.threads, "bare": bare,
                  "quick": args.quick, "long_frames": args.long_frames}
     frame_interval_ms = 1000.0 / 15

@@ -19,6 +19,10 @@ class Timings:
     def median(self, key: str) -> float:
         return statistics.median(self.calls[key])
 
+    @property
+    def fewest_runs(self) -> int:
+        return min(len(v) for v in self.calls.values())
+
     def ratio(self, num: str | list[str], den: str | list[str]) -> tuple[float, float, float]:
         """Median over rounds of sum(num) / sum(den), with the rounds' quartiles.
 
@@ -63,7 +67,7 @@ def interleaved(fns: dict, warmup: int, repeats: int, seconds: float, block_s: f
                     block.append((time.perf_counter() - t) * 1e3)
             out.calls[k] += block
             out.rounds[k].append(statistics.median(block))
-    while min(len(v) for v in out.calls.values()) < repeats:  # slow graphs: at least ``repeats`` timed runs each
+    while out.fewest_runs < repeats:  # slow graphs: at least ``repeats`` timed runs each
         for k, fn in fns.items():
             t = time.perf_counter()
             fn()
@@ -74,7 +78,7 @@ def interleaved(fns: dict, warmup: int, repeats: int, seconds: float, block_s: f
 def interleaved_ms(fns: dict, warmup: int, repeats: int, seconds: float, block_s: float = 0.3) -> tuple[dict[str, float], int]:
     """Median ms of each callable (see :func:`interleaved`) and the fewest timed runs of any."""
     t = interleaved(fns, warmup, repeats, seconds, block_s)
-    return {k: t.median(k) for k in fns}, min(len(v) for v in t.calls.values())
+    return {k: t.median(k) for k in fns}, t.fewest_runs
 
 
 def machine_name() -> str:
