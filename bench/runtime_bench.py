@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from timing import machine_name  # bench/timing.py
+from timing import machine_name, median_quartiles  # bench/timing.py
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -152,9 +152,9 @@ def per_new_frame(bares: list[dict], whole: list[dict], inc: list[dict]) -> dict
     """
     def row(num: list[float], den: list[float]) -> dict:
         r = [a / b for a, b in zip(num, den)]
+        m, q1, q3 = median_quartiles(r)
         return {"incremental_ms": float(np.median(num)), "whole_clip_ms": float(np.median(den)),
-                "ratio": float(np.median(r)), "quartiles": [float(q) for q in np.percentile(r, [25, 75])],
-                "per_round": r}
+                "ratio": m, "quartiles": [q1, q3], "per_round": r}
 
     w = [b["whole_clip_ms"] for b in bares]
     return {

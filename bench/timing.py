@@ -31,13 +31,16 @@ class Timings:
         then discards the rounds a neighbour's burst of work distorted.
         """
         nums, dens = ([num] if isinstance(num, str) else num), ([den] if isinstance(den, str) else den)
-        per_round = [sum(self.rounds[k][r] for k in nums) / sum(self.rounds[k][r] for k in dens)
-                     for r in range(len(self.rounds[nums[0]]))]
-        if len(per_round) < 4:
-            m = statistics.median(per_round)
-            return m, min(per_round), max(per_round)
-        q1, m, q3 = statistics.quantiles(per_round, n=4)
-        return m, q1, q3
+        return median_quartiles([sum(self.rounds[k][r] for k in nums) / sum(self.rounds[k][r] for k in dens)
+                                 for r in range(len(self.rounds[nums[0]]))])
+
+
+def median_quartiles(per_round: list[float]) -> tuple[float, float, float]:
+    """Median of per-round ratios with their quartiles (min and max when under 4 rounds)."""
+    if len(per_round) < 4:
+        return statistics.median(per_round), min(per_round), max(per_round)
+    q1, m, q3 = statistics.quantiles(per_round, n=4)
+    return m, q1, q3
 
 
 def interleaved(fns: dict, warmup: int, repeats: int, seconds: float, block_s: float = 0.3) -> Timings:
