@@ -3,92 +3,146 @@
     checkpoint -> ONNX (custom nodes) -> lowered ONNX -> FP16 / INT8 Q/DQ ONNX
                -> [TensorRT engine, where TensorRT and a GPU are present] -> package folder
 
-Every step is a function of its own; the CLI only parses flags and composes
-them. The package is built in a temporary folder beside ``--out`` and renamed
-into place at the end, so no half-written package ever looks complete.
+This module only orchestrates: every step is a function of its own elsewhere
+(export, calibration, :mod:`aknet_edge.evaluate`, :mod:`aknet_edge.engine`,
+:mod:`aknet_edge.package`), :class:`BuildOptions` validates itself on
+construction (so the Python API and the CLI reject the same mistakes with the
+same words), and the CLI takes its defaults and choices from those
+definitions. The package is built in a temporary folder beside ``--out`` and
+renamed into place at the end, so no half-written package ever looks complete.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import logging
 import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Dict, List, Optional, Tuple
 
-import numpy as np
-
-from .cli_common import add_model_args, config_from_args, run_cli
+from . import graph_io
+from . import package as pk
+from .calibration.options import (CALIB_METHODS, DEFAULT_METHOD, DEFAULT_PERCENTILE, SYNTHETIC, check_method,
+                                  check_percentile)
+from .cli_common import add_model_args, config_from_args, defaults_of, run_cli
 from .config import ModelConfig
+from .engine import CALIB_MODES, compile_engine, engine_precision
 from .errors import AknetError, ConfigError, DataError
-from .io_utils import atomic_write_text
-from .package import MANIFEST, SCHEMA_VERSION, load, sha256_file, variant_entry
 
 log = logging.getLogger(__name__)
-PRECISIONS = ("fp32", "fp16", "int8", "best")
+BUILD_PRECISIONS = pk.PRECISIONS + ("best",)
 BASE_LOWERING = "tensorrt-8.5"  # the strictest target; its graph runs on every other one and in ONNX Runtime
 DEFAULT_OUT = "aknet_demo_package"
+AUTO_TARGET = "auto"
 
 
 class EngineUnavailable(AknetError, RuntimeError):
     """An engine was required but TensorRT or a GPU is not present here."""
 
 
+def _targets() -> Tuple[str, ...]:
+    from .export.targets import TARGETS
+
+    return tuple(TARGETS)
+
+
+def parse_batch(text: str) -> Tuple[int, int, int]:
+    """``MIN,OPT,MAX`` -> a batch profile (the CLI's ``--batch``)."""
+    try:
+        batch = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        batch = ()
+    if len(batch) != 3:
+        raise ConfigError(f"--batch {text!r}: expected MIN,OPT,MAX with 1 <= MIN <= OPT <= MAX, e.g. 1,1,4")
+    return batch  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class BuildOptions:
-    """Everything the build needs; the CLI fills it from flags."""
+    """Everything the build needs; validated on construction. The CLI fills it from flags."""
 
     out: Path = Path(DEFAULT_OUT)
-    checkpoint: Path | None = None
-    config: ModelConfig | None = None  # an untrained model from a config (cost/graph work only)
+    checkpoint: Optional[Path] = None
+    config: Optional[ModelConfig] = None  # an untrained model from a config (cost/graph work only)
     precision: str = "best"
-    calib: str = "synthetic"
-    calib_method: str = "percentile"  # measured best on the demo (README, INT8 section)
-    calib_percentile: float = 99.99
+    calib: str = SYNTHETIC
+    calib_method: str = DEFAULT_METHOD
+    calib_percentile: float = DEFAULT_PERCENTILE
     calib_clips: int = 64
     calib_seed: int = 0
     calib_mode: str = "explicit"  # "implicit": TensorRT < 11 calibrates the FP32 graph itself (cache kept in the package)
     compare_methods: bool = True  # also quantize with the other methods and report them side by side
-    batch: tuple[int, int, int] = (1, 1, 4)
+    batch: Tuple[int, int, int] = (1, 1, 4)
     workspace_mb: int = 1024
-    dla: int | None = None
-    target: str = "auto"
-    eval_data: str = "synthetic"
+    dla: Optional[int] = None
+    target: str = AUTO_TARGET
+    eval_data: str = SYNTHETIC
     eval_clips_per_class: int = 30
     force: bool = False
     require_engine: bool = False
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out", Path(self.out))
+        if self.checkpoint is not None:
+            object.__setattr__(self, "checkpoint", Path(self.checkpoint))
+        if self.precision not in BUILD_PRECISIONS:
+            raise ConfigError(f"--precision {self.precision!r}: expected one of {', '.join(BUILD_PRECISIONS)}")
+        check_method(self.calib_method)
+        object.__setattr__(self, "calib_percentile", check_percentile(self.calib_percentile))
+        if self.calib_clips < 1:
+            raise DataError(f"--calib-clips {self.calib_clips}: expected at least 1")
+        if self.calib_mode not in CALIB_MODES:
+            raise ConfigError(f"--calib-mode {self.calib_mode!r}: expected one of {', '.join(CALIB_MODES)}")
+        b = tuple(self.batch)
+        if len(b) != 3 or not all(isinstance(v, int) for v in b) or not 1 <= b[0] <= b[1] <= b[2]:
+            raise ConfigError(f"--batch {','.join(map(str, b))}: expected MIN,OPT,MAX with 1 <= MIN <= OPT <= MAX, "
+                              "e.g. 1,1,4")
+        object.__setattr__(self, "batch", b)
+        if self.workspace_mb < 1:
+            raise ConfigError(f"--workspace {self.workspace_mb}: expected at least 1 MiB")
+        if self.dla is not None and self.dla < 0:
+            raise ConfigError(f"--dla {self.dla}: expected a DLA core number (0 or 1 on Jetson AGX Orin)")
+        if self.target != AUTO_TARGET and self.target not in _targets():
+            raise ConfigError(f"--target {self.target!r}: expected {AUTO_TARGET} or one of {', '.join(_targets())}")
+        if self.eval_clips_per_class < 1:
+            raise DataError(f"--eval-clips-per-class {self.eval_clips_per_class}: expected at least 1")
 
-@dataclass
-class VariantReport:
-    precision: str
-    file: str
-    top1: float
-    agreement: float
-    keypoint_iou: float
-    clips: int
-    calib_method: str | None = None
+    @property
+    def graph_precisions(self) -> List[str]:
+        """The graphs to export: FP32 always (the reference), plus what was asked for."""
+        return ["fp32", "fp16", "int8"] if self.precision == "best" else (
+            ["fp32"] if self.precision == "fp32" else ["fp32", self.precision])
+
+    @property
+    def wants_engine(self) -> bool:
+        return self.target == AUTO_TARGET or self.target.startswith("tensorrt")
+
+    def build_record(self) -> pk.BuildRecord:
+        return pk.BuildRecord(self.batch, self.workspace_mb, self.dla, self.target)
 
 
 @dataclass
 class BuildResult:
     out: Path
-    variants: list[VariantReport] = field(default_factory=list)
-    engine: dict | None = None
+    variants: List[pk.Accuracy] = field(default_factory=list)
+    engine: Optional[pk.Variant] = None
     next_step: str = ""
     seconds: float = 0.0
 
 
-def _precisions(p: str) -> list[str]:
-    if p not in PRECISIONS:
-        raise ConfigError(f"--precision {p!r}: expected one of {', '.join(PRECISIONS)}")
-    return ["fp32", "fp16", "int8"] if p == "best" else (["fp32"] if p == "fp32" else ["fp32", p])
+def _command() -> str:
+    return " ".join(["python -m aknet_edge.build", *sys.argv[1:]])
+
+
+def _created_by() -> str:
+    from . import __version__
+
+    return f"aknet_edge {__version__}"
 
 
 def _load_model(opts: BuildOptions):
@@ -102,87 +156,61 @@ def _load_model(opts: BuildOptions):
     return load_checkpoint(path), str(path)
 
 
-def _eval_set(cfg: ModelConfig, opts: BuildOptions) -> tuple[np.ndarray, np.ndarray]:
-    if opts.eval_data == "synthetic":
-        from .evaluate import heldout_synthetic
+def _check_graphs(paths: Dict[str, Path], target: str) -> None:
+    import onnx
 
-        return heldout_synthetic(cfg, opts.eval_clips_per_class)
-    from .data import LabelledFolder
+    from .export.check import check, errors
+    from .export.targets import TENSORRT_TARGETS
 
-    x, y, _ = LabelledFolder.scan(opts.eval_data, cfg.labels or None).load(cfg.clip)
-    return x, y
-
-
-def run_onnx(path: Path, x: np.ndarray, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and keypoints of a graph over clips, with ONNX Runtime on the CPU."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    logits, kps = [], []
-    for i in range(0, len(x), batch):
-        out = sess.run(None, {"clip": x[i : i + batch]})
-        logits.append(out[0])
-        kps.append(out[1] if len(out) > 1 else np.zeros((len(out[0]), 0, 3), np.float32))
-    return np.concatenate(logits), np.concatenate(kps)
+    targets = TENSORRT_TARGETS if target in (AUTO_TARGET, "onnxruntime") else (target,)
+    for path in paths.values():
+        g = onnx.load(str(path))
+        for t in tuple(targets) + ("onnxruntime",):
+            bad = errors(check(g, t))
+            if bad:
+                raise AknetError(f"{path.name} fails the {t} check: " + "; ".join(map(str, bad)))
 
 
-def grid_positions(coords: np.ndarray, grid: tuple[int, int, int]) -> np.ndarray:
-    """Normalised (t, y, x) keypoint coordinates back to integer grid cells (robust to FP16 rounding)."""
-    t, h, w = grid
-    scale = np.array([max(t - 1, 1), h, w], np.float32)
-    offset = np.array([0.0, 0.5, 0.5], np.float32)
-    return np.rint(coords.astype(np.float32) * scale - offset).astype(np.int64)
+class _Staging:
+    """A temporary folder beside ``out`` that becomes ``out`` only when everything in it is written."""
 
+    def __init__(self, out: Path, force: bool) -> None:
+        self.out = out
+        if out.exists() and not force:
+            raise ConfigError(f"{out} already exists; pass --force to replace it or choose another --out")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = Path(os.path.join(out.parent, f".{out.name}.building-{os.getpid()}"))
+            if self.tmp.exists():
+                shutil.rmtree(self.tmp)
+        except OSError as exc:
+            raise ConfigError(f"cannot write the package to {out}: {exc.strerror or exc}") from None
 
-def keypoint_iou(a: np.ndarray, b: np.ndarray, grid: tuple[int, int, int]) -> float:
-    """Mean over clips of |A & B| / |A | B| for the kept keypoint cells."""
-    if a.shape[1] == 0:
-        return 1.0
-    ious = []
-    for ka, kb in zip(grid_positions(a, grid), grid_positions(b, grid)):
-        sa, sb = set(map(tuple, ka.tolist())), set(map(tuple, kb.tolist()))
-        ious.append(len(sa & sb) / max(1, len(sa | sb)))
-    return float(np.mean(ious))
+    def commit(self) -> None:
+        if self.out.exists():
+            shutil.rmtree(self.out)
+        os.replace(self.tmp, self.out)
 
-
-def evaluate_variants(files: dict[str, Path], x: np.ndarray, y: np.ndarray, methods: dict[str, str],
-                      grid: tuple[int, int, int]) -> list[VariantReport]:
-    """Top-1, agreement with FP32 and keypoint-set overlap with FP32 for every variant."""
-    ref_logits, ref_kp = run_onnx(files["fp32"], x)
-    ref_pred = ref_logits.argmax(1)
-    reports = []
-    for name, path in files.items():
-        logits, kp = (ref_logits, ref_kp) if name == "fp32" else run_onnx(path, x)
-        pred = logits.argmax(1)
-        reports.append(VariantReport(name.split(":")[0], path.name, float((pred == y).mean()),
-                                     float((pred == ref_pred).mean()), keypoint_iou(kp, ref_kp, grid), len(y), methods.get(name)))
-    return reports
+    def discard(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def build(opts: BuildOptions) -> BuildResult:
     """Run every step into a temporary folder, then rename it to ``opts.out``."""
     from tqdm import tqdm
 
-    from .export.check import check, errors
+    from .evaluate import eval_set, evaluate_variants
     from .export.lower import lower
     from .export.onnx_export import save, to_onnx, to_split_onnx
-    from .export.targets import TARGETS, TENSORRT_TARGETS
 
     start = time.time()
-    precisions = _precisions(opts.precision)
-    if opts.target != "auto" and opts.target not in TARGETS:
-        raise ConfigError(f"--target {opts.target!r}: expected auto or one of {', '.join(TARGETS)}")
-    out = Path(opts.out)
-    if out.exists() and not opts.force:
-        raise ConfigError(f"{out} already exists; pass --force to replace it or choose another --out")
+    out = opts.out
+    staging = _Staging(out, opts.force)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(os.path.join(out.parent, f".{out.name}.building-{os.getpid()}"))
-        tmp.mkdir()
+        staging.tmp.mkdir()
     except OSError as exc:
         raise ConfigError(f"cannot write the package to {out}: {exc.strerror or exc}") from None
+    tmp = staging.tmp
     steps = tqdm(total=6, desc="build", disable=not opts.progress, bar_format="{desc}: {n}/{total} {postfix}")
     try:
         steps.set_postfix_str("load model")
@@ -192,77 +220,87 @@ def build(opts: BuildOptions) -> BuildResult:
         steps.set_postfix_str("export + lower")
         graph = lower(to_onnx(model), BASE_LOWERING)
         files = {"fp32": save(graph, tmp / "model.fp32.onnx")}
-        split = {}
+        split: Dict[str, Path] = {}
         if cfg.arch == "aknet" and cfg.shift != "offline":
             enc, head = to_split_onnx(model)
-            split = {"frame_encoder": save(lower(enc, BASE_LOWERING), tmp / "frame_encoder.fp32.onnx"),
-                     "clip_head": save(lower(head, BASE_LOWERING), tmp / "clip_head.fp32.onnx")}
+            split = {graph_io.FRAME_ENCODER: save(lower(enc, BASE_LOWERING), tmp / "frame_encoder.fp32.onnx"),
+                     graph_io.CLIP_HEAD: save(lower(head, BASE_LOWERING), tmp / "clip_head.fp32.onnx")}
         steps.update()
-        methods: dict[str, str] = {}
-        calib_info = None
-        if "fp16" in precisions:
+        if "fp16" in opts.graph_precisions:
             steps.set_postfix_str("fp16")
             from .calibration.precision import convert_fp16
 
             files["fp16"] = save(convert_fp16(graph), tmp / "model.fp16.onnx")
         steps.update()
-        if "int8" in precisions:
+        methods: Dict[str, str] = {}
+        calibration = None
+        if "int8" in opts.graph_precisions:
             steps.set_postfix_str(f"calibrate ({opts.calib})")
-            from .calibration import CALIB_METHODS, load_calibration_set, quantize_int8
-
-            cal = load_calibration_set(opts.calib, cfg.clip, opts.calib_clips, opts.calib_seed,
-                                       cache_dir=out.parent / ".aknet_calib_cache", progress=opts.progress)
-            calib_info = {"source": cal.source, "clips": int(len(cal.clips)), "skipped": cal.skipped,
-                          "method": opts.calib_method, "seed": opts.calib_seed,
-                          **({"percentile": opts.calib_percentile} if opts.calib_method == "percentile" else {})}
-            from .calibration.precision import scorer_feed_prefixes
-
-            tail = scorer_feed_prefixes(cfg.cut) if cfg.arch == "aknet" else ()
-            files["int8"] = save(quantize_int8(graph, cal.clips, opts.calib_method, tail, opts.calib_percentile),
-                                 tmp / "model.int8.onnx")
-            methods["int8"] = opts.calib_method
-            if opts.compare_methods:
-                for m in CALIB_METHODS:
-                    if m != opts.calib_method:
-                        files[f"int8:{m}"] = save(quantize_int8(graph, cal.clips, m, tail, opts.calib_percentile),
-                                                  tmp / f"compare.int8-{m}.onnx")
-                        methods[f"int8:{m}"] = m
+            calibration = _quantize(opts, model, graph, tmp, out, files, methods)
         steps.update()
         steps.set_postfix_str("check")
-        targets = TENSORRT_TARGETS if opts.target in ("auto", "onnxruntime") else (opts.target,)
-        import onnx
-
-        for name, path in {**files, **split}.items():
-            g = onnx.load(str(path))
-            for t in targets + ("onnxruntime",):
-                bad = errors(check(g, t))
-                if bad:
-                    raise AknetError(f"{path.name} fails the {t} check: " + "; ".join(map(str, bad)))
+        _check_graphs({**files, **split}, opts.target)
         steps.update()
         steps.set_postfix_str("evaluate")
-        x, y = _eval_set(cfg, opts)
+        x, y = eval_set(cfg, opts.eval_data, opts.eval_clips_per_class)
         reports = evaluate_variants(files, x, y, methods, cfg.grid)
         steps.update()
         steps.close()
         for name in [n for n in files if ":" in n]:  # comparison-only graphs are not shipped
             files.pop(name).unlink()
         engine, next_step = _maybe_engine(opts, tmp, files, cfg)
-        _write_manifest(tmp, cfg, source, files, split, reports, calib_info, engine, opts)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        variants = [pk.Variant.of_file(tmp, p.name, name, "onnx", graph_io.CLIP) for name, p in files.items()]
+        variants += [pk.Variant.of_file(tmp, p.name, "fp32", "onnx", role) for role, p in split.items()]
+        manifest = pk.Manifest(
+            config=cfg, labels=tuple(cfg.class_names), preprocessing=pk.Preprocessing.from_clip(cfg.clip),
+            io={graph_io.CLIP: pk.GraphIO.from_onnx(files["fp32"]),
+                **{role: pk.GraphIO.from_onnx(p) for role, p in split.items()}},
+            variants=tuple(variants) + ((engine,) if engine else ()), created_by=_created_by(), command=_command(),
+            source=source, source_sha256=pk.sha256_file(source) if Path(source).is_file() else None,
+            calibration=calibration, accuracy=tuple(reports), lowering=BASE_LOWERING, build=opts.build_record())
+        pk.write(tmp, manifest)
+        staging.commit()
     except BaseException:
         steps.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        staging.discard()
         raise
-    load(out)  # verify what we wrote
+    pk.load(out)  # verify what we wrote
     return BuildResult(out, reports, engine, next_step, time.time() - start)
 
 
-def _maybe_engine(opts: BuildOptions, tmp: Path, files: dict[str, Path], cfg: ModelConfig) -> tuple[dict | None, str]:
+def _quantize(opts: BuildOptions, model, graph, tmp: Path, out: Path, files: Dict[str, Path],
+              methods: Dict[str, str]) -> pk.Calibration:
+    """The INT8 Q/DQ graph (and, with ``compare_methods``, the other methods' graphs for the report)."""
+    from .calibration import load_calibration_set, quantize_int8
+    from .export.onnx_export import save
+
+    cfg: ModelConfig = model.cfg
+    cal = load_calibration_set(opts.calib, cfg.clip, opts.calib_clips, opts.calib_seed,
+                               cache_dir=out.parent / ".aknet_calib_cache", progress=opts.progress)
+    keep_float = _int8_float_nodes(model, graph)
+    files["int8"] = save(quantize_int8(graph, cal.clips, opts.calib_method, keep_float, opts.calib_percentile),
+                         tmp / "model.int8.onnx")
+    methods["int8"] = opts.calib_method
+    if opts.compare_methods:
+        for m in CALIB_METHODS:
+            if m != opts.calib_method:
+                files[f"int8:{m}"] = save(quantize_int8(graph, cal.clips, m, keep_float, opts.calib_percentile),
+                                          tmp / f"compare.int8-{m}.onnx")
+                methods[f"int8:{m}"] = m
+    return pk.Calibration(cal.source, int(len(cal.clips)), cal.skipped, opts.calib_method, opts.calib_seed,
+                          opts.calib_percentile if opts.calib_method == "percentile" else None)
+
+
+def _int8_float_nodes(model, graph):
+    from .calibration.precision import scorer_feed_prefixes
+
+    return scorer_feed_prefixes(model.cfg.cut) if model.cfg.arch == "aknet" else ()
+
+
+def _maybe_engine(opts: BuildOptions, tmp: Path, files: Dict[str, Path],
+                  cfg: ModelConfig) -> Tuple[Optional[pk.Variant], str]:
     """Compile a TensorRT engine where TensorRT is importable; otherwise say how to finish on the device."""
-    want_trt = opts.target == "auto" or opts.target.startswith("tensorrt")
-    if not want_trt:
+    if not opts.wants_engine:
         return None, f"ONNX Runtime package: run it with python -m aknet_edge.run --package {opts.out}"
     try:
         from .runtime import trt as trt_mod
@@ -270,245 +308,145 @@ def _maybe_engine(opts: BuildOptions, tmp: Path, files: dict[str, Path], cfg: Mo
         trt_mod.load_tensorrt()
     except ImportError as exc:
         hint = (f"on the target device run: python -m aknet_edge.build --from {opts.out} --out {opts.out}-engine"
-                f"{'' if opts.target == 'auto' else ' --target ' + opts.target}")
+                f"{'' if opts.target == AUTO_TARGET else ' --target ' + opts.target}")
         if opts.require_engine:
             raise EngineUnavailable(f"--require-engine: {exc}; {hint}") from None
         return None, f"TensorRT not found here: portable package ready; {hint}"
-    engine = compile_engine(tmp, files, opts, cfg)
-    return engine, f"engine {engine['file']} for TensorRT {engine['tensorrt_version']} on {engine['gpu']}"
+    engine = _compile(opts, tmp, files, cfg)
+    assert engine.engine is not None
+    return engine, f"engine {engine.file} for TensorRT {engine.engine.tensorrt_version} on {engine.engine.gpu}"
 
 
-def _engine_precision(opts: BuildOptions, files: dict[str, Path]) -> str:
-    want = "int8" if opts.precision in ("best", "int8") else opts.precision
-    return want if want in files else "fp32"
-
-
-def compile_engine(pkg_dir: Path, files: dict[str, Path], opts: BuildOptions, cfg: ModelConfig) -> dict:
-    """Build (or reuse from the engine cache) a TensorRT engine for the package's best variant."""
-    from .package import sha256_file
-    from .runtime import trt as trt_mod
-    from .runtime.device_memory import gpu_identity
-
-    precision = _engine_precision(opts, files)
-    calibrator, cache_file = None, None
+def _compile(opts: BuildOptions, pkg_dir: Path, files: Dict[str, Path], cfg: ModelConfig) -> pk.Variant:
+    precision = engine_precision(opts.precision, files)
+    clips = None
     if opts.calib_mode == "implicit" and precision == "int8":
         # TensorRT 8.5-10.x only (make_calibrator refuses 11): the FP32 graph plus a calibrator and its cache
         from .calibration import load_calibration_set
 
-        cal = load_calibration_set(opts.calib, cfg.clip, opts.calib_clips,
-                                   opts.calib_seed, cache_dir=pkg_dir.parent / ".aknet_calib_cache")
-        cache_file = "calibration.cache"
-        method = opts.calib_method if opts.calib_method in ("entropy", "minmax") else "entropy"
-        calibrator = trt_mod.make_calibrator(method, (c[None] for c in cal.clips), pkg_dir / cache_file)
-        files = {**files, "int8": files["fp32"]}
-    onnx_path = files[precision]
-    version = trt_mod.format_version(trt_mod.trt_version())
-    gpu, cc = gpu_identity()
-    io = _io(onnx_path)["inputs"][0]
-    settings = trt_mod.BuildSettings(precision=precision, input_name=io["name"], input_shape=tuple(io["shape"][1:]),
-                                     batch=opts.batch, workspace_bytes=opts.workspace_mb << 20, dla_core=opts.dla,
-                                     timing_cache=_cache_dir() / f"timing-{version}-{cc}.cache")
-    key = engine_cache_key(sha256_file(onnx_path), precision, {"input": io["shape"], "batch": list(opts.batch),
-                           "dla": opts.dla, "calib": opts.calib_mode}, version, gpu, cc)
-    cached = _cache_dir() / f"{key}.engine"
-    if cached.exists() and calibrator is None:
-        log.info("reusing cached engine %s (same ONNX, precision, shapes, TensorRT %s, %s)", cached.name, version, gpu)
-        data = cached.read_bytes()
-    else:
-        log.info("building a %s TensorRT %s engine on %s (sm %s); this takes minutes", precision, version, gpu, cc)
-        data = trt_mod.build_serialized_engine(onnx_path, settings, calibrator=calibrator)
-        from .io_utils import atomic_write_bytes
-
-        atomic_write_bytes(cached, data)
-    name = f"model.{precision}.engine"
-    (pkg_dir / name).write_bytes(data)
-    return {"file": name, "precision": precision, "tensorrt_version": version, "gpu": gpu,
-            "compute_capability": cc, "cache_key": key, "calibration": opts.calib_mode, "calibration_cache": cache_file,
-            "flags": {"batch": list(opts.batch), "workspace_mb": opts.workspace_mb, "dla": opts.dla}}
+        clips = load_calibration_set(opts.calib, cfg.clip, opts.calib_clips, opts.calib_seed,
+                                     cache_dir=pkg_dir.parent / ".aknet_calib_cache").clips
+    return compile_engine(pkg_dir, files, precision, opts.batch, opts.workspace_mb, opts.dla, opts.calib_mode,
+                          clips, opts.calib_method)
 
 
-def _cache_dir() -> Path:
-    root = Path(os.environ.get("AKNET_EDGE_CACHE", Path.home() / ".cache" / "aknet_edge")) / "engines"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+def finish_on_device(package_dir: Path, opts: BuildOptions) -> pk.Variant:
+    """``--from PACKAGE``: add a TensorRT engine to a portable package, on the device that will run it.
+
+    Torch-free: the package's own graphs and manifest are all it needs.
+    """
+    pkg = pk.load(package_dir)
+    from .runtime import trt as trt_mod
+
+    trt_mod.load_tensorrt()  # DependencyError with the install hint where TensorRT is absent
+    out = opts.out
+    if out.resolve() == pkg.root.resolve():
+        raise ConfigError(f"--out {out} must be a new folder, not the package itself")
+    staging = _Staging(out, opts.force)
+    shutil.copytree(pkg.root, staging.tmp)
+    try:
+        files = {v.precision: staging.tmp / v.file for v in pkg.variants
+                 if v.kind == "onnx" and v.role == graph_io.CLIP}
+        engine = _compile(opts, staging.tmp, files, pkg.config)
+        m = pkg.manifest
+        pk.write(staging.tmp, m.replace(variants=tuple(v for v in m.variants if v.kind != "tensorrt") + (engine,),
+                                        command=_command(), build=opts.build_record()))
+        staging.commit()
+    except BaseException:
+        staging.discard()
+        raise
+    pk.load(out)
+    return engine
 
 
-def _io(path: Path) -> dict:
-    import onnx
+# -- CLI ------------------------------------------------------------------------------------------
 
-    g = onnx.load(str(path), load_external_data=False).graph
-
-    def desc(v):
-        t = v.type.tensor_type
-        return {"name": v.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name,
-                "shape": [d.dim_value if d.HasField("dim_value") else d.dim_param for d in t.shape.dim]}
-
-    inits = {i.name for i in g.initializer}
-    return {"inputs": [desc(v) for v in g.input if v.name not in inits], "outputs": [desc(v) for v in g.output]}
-
-
-def _write_manifest(tmp: Path, cfg: ModelConfig, source: str, files: dict[str, Path], split: dict[str, Path],
-                    reports: list[VariantReport], calib: dict | None, engine: dict | None, opts: BuildOptions) -> None:
-    variants = [variant_entry(tmp, p.name, name, "onnx", role="clip") for name, p in files.items()]
-    variants += [variant_entry(tmp, p.name, "fp32", "onnx", role=role) for role, p in split.items()]
-    if engine:
-        variants.append(variant_entry(tmp, engine["file"], engine["precision"], "tensorrt", role="clip",
-                                      **{k: v for k, v in engine.items() if k not in ("file", "precision")}))
-    labels = list(cfg.class_names)
-    (tmp / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
-    manifest = {
-        "schema_version": SCHEMA_VERSION,
-        "created_by": "aknet_edge " + __import__("aknet_edge").__version__,
-        "command": " ".join(["python -m aknet_edge.build", *sys.argv[1:]]),
-        "source": source,
-        "source_sha256": sha256_file(source) if Path(source).is_file() else None,
-        "config": cfg.to_dict(),
-        "labels": labels,
-        "preprocessing": {"frames": cfg.clip.frames, "sampling": "time", "span_s": cfg.clip.span_s,
-                          "size": [cfg.clip.size, cfg.clip.size], "mean": list(cfg.clip.mean), "std": list(cfg.clip.std),
-                          "color": cfg.clip.color, "layout": "NTCHW", "scale": 1 / 255},
-        "io": {"clip": _io(files["fp32"]), **{role: _io(p) for role, p in split.items()}},
-        "variants": variants,
-        "calibration": calib,
-        "accuracy": [asdict(r) for r in reports],
-        "lowering": BASE_LOWERING,
-        "build": {"batch": list(opts.batch), "workspace_mb": opts.workspace_mb, "dla": opts.dla, "target": opts.target},
-        "engine": engine,
-    }
-    atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2))
-
-
-def engine_cache_key(onnx_sha256: str, precision: str, shapes: dict, tensorrt_version: str, gpu: str,
-                     compute_capability: str) -> str:
-    """Engines are tied to TensorRT version and GPU: cache them by everything that changes the engine."""
-    blob = json.dumps([onnx_sha256, precision, shapes, tensorrt_version, gpu, compute_capability], sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
-
-
-def format_table(res: BuildResult) -> str:
-    rows = [("variant", "file", "top-1 %", "agree w/ FP32 %", "keypoint IoU", "calib")]
-    for r in res.variants:
-        rows.append((r.precision, r.file, f"{100 * r.top1:.2f}", f"{100 * r.agreement:.2f}", f"{r.keypoint_iou:.3f}",
-                     r.calib_method or "-"))
-    w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w[i]) if i < 2 else c.rjust(w[i]) for i, c in enumerate(r)) for r in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from .export.targets import TARGETS
-
+def parser() -> argparse.ArgumentParser:
+    d = defaults_of(BuildOptions)
     p = argparse.ArgumentParser(prog="python -m aknet_edge.build", description=__doc__.splitlines()[0])
     add_model_args(p, default_preset=None)
     p.add_argument("--checkpoint", help="safetensors checkpoint (default: the bundled demo model)")
-    p.add_argument("--precision", choices=PRECISIONS, default="best")
-    p.add_argument("--calib", default="synthetic", help="calibration data: folder of videos/frame folders, list file, or 'synthetic'")
-    p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="percentile")
-    p.add_argument("--calib-percentile", type=float, default=99.99,
-                   help="range covered by the percentile method (default 99.99, measured best on the demo)")
-    p.add_argument("--calib-clips", type=int, default=64)
-    p.add_argument("--calib-mode", choices=("explicit", "implicit"), default="explicit",
+    p.add_argument("--precision", choices=BUILD_PRECISIONS, default=d["precision"],
+                   help=f"graphs to build; best = {', '.join(pk.PRECISIONS)} with an INT8 engine (default %(default)s)")
+    p.add_argument("--calib", default=d["calib"],
+                   help=f"calibration data: folder of videos/frame folders, list file, or '{SYNTHETIC}'")
+    p.add_argument("--calib-method", choices=CALIB_METHODS, default=d["calib_method"])
+    p.add_argument("--calib-percentile", type=float, default=d["calib_percentile"],
+                   help="range covered by the percentile method (default %(default)s, measured best on the demo)")
+    p.add_argument("--calib-clips", type=int, default=d["calib_clips"])
+    p.add_argument("--calib-mode", choices=CALIB_MODES, default=d["calib_mode"],
                    help="explicit: INT8 Q/DQ graph (every TensorRT); implicit: TensorRT 8.5-10.x calibrator + cache")
-    p.add_argument("--batch", default="1,1,4", help="MIN,OPT,MAX batch for the engine's optimization profile")
-    p.add_argument("--workspace", type=int, default=1024, help="TensorRT workspace in MiB")
-    p.add_argument("--dla", type=int, help="Jetson DLA core (GPU fallback on)")
-    p.add_argument("--target", default="auto", choices=("auto", *TARGETS))
-    p.add_argument("--eval", dest="eval_data", default="synthetic", help="held-out data: 'synthetic' or a labelled folder")
-    p.add_argument("--eval-clips-per-class", type=int, default=30, help="held-out synthetic clips per class")
-    p.add_argument("--no-compare", action="store_true", help="skip the MinMax-vs-Entropy side-by-side INT8 report")
-    p.add_argument("--out", default=DEFAULT_OUT)
+    p.add_argument("--batch", default=",".join(map(str, d["batch"])),
+                   help="MIN,OPT,MAX batch for the engine's optimization profile (default %(default)s)")
+    p.add_argument("--workspace", type=int, default=d["workspace_mb"], help="TensorRT workspace in MiB")
+    p.add_argument("--dla", type=int, default=d["dla"], help="Jetson DLA core (GPU fallback on)")
+    p.add_argument("--target", default=d["target"], choices=(AUTO_TARGET, *_targets()))
+    p.add_argument("--eval", dest="eval_data", default=d["eval_data"],
+                   help=f"held-out data: '{SYNTHETIC}' or a labelled folder")
+    p.add_argument("--eval-clips-per-class", type=int, default=d["eval_clips_per_class"],
+                   help="held-out synthetic clips per class")
+    p.add_argument("--no-compare", action="store_true", help="skip the side-by-side report of the other INT8 methods")
+    p.add_argument("--out", default=str(d["out"]))
     p.add_argument("--check-only", action="store_true", help="export, lower and check for the target; write nothing")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument("--from", dest="from_pkg", help="finish a portable package on the target device (compile its engine)")
     p.add_argument("--require-engine", action="store_true", help="fail unless a TensorRT engine was built")
     p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
-    try:
-        batch = tuple(int(v) for v in args.batch.split(","))
-        if len(batch) != 3 or not 1 <= batch[0] <= batch[1] <= batch[2]:
-            raise ValueError
-    except ValueError:
-        raise ConfigError(f"--batch {args.batch!r}: expected MIN,OPT,MAX with 1 <= MIN <= OPT <= MAX, e.g. 1,1,4") from None
-    if args.calib_clips < 1:
-        raise DataError(f"--calib-clips {args.calib_clips}: expected at least 1")
-    if not 90.0 <= args.calib_percentile < 100.0:
-        raise ConfigError(f"--calib-percentile {args.calib_percentile}: expected a value in [90, 100), e.g. 99.99")
-    if args.from_pkg:
-        return _finish_on_device(args)
+    return p
+
+
+def options_from_args(args: argparse.Namespace, config: Optional[ModelConfig] = None) -> BuildOptions:
+    """The flags as :class:`BuildOptions` (validated there, with the same messages as the API)."""
+    names = {f.name for f in fields(BuildOptions)}
+    values = dict(out=Path(args.out), checkpoint=Path(args.checkpoint) if args.checkpoint else None, config=config,
+                  precision=args.precision, calib=args.calib, calib_method=args.calib_method,
+                  calib_percentile=args.calib_percentile, calib_mode=args.calib_mode, calib_clips=args.calib_clips,
+                  batch=parse_batch(args.batch), workspace_mb=args.workspace, dla=args.dla, target=args.target,
+                  eval_data=args.eval_data, force=args.force, eval_clips_per_class=args.eval_clips_per_class,
+                  compare_methods=not args.no_compare, require_engine=args.require_engine,
+                  progress=not args.no_progress)
+    assert set(values) <= names
+    return BuildOptions(**values)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from .evaluate import format_accuracy
+
+    args = parser().parse_args(argv)
     config = config_from_args(args) if (args.config or args.preset or args.overrides or args.arch) else None
+    opts = options_from_args(args, config)
+    if args.from_pkg:
+        engine = finish_on_device(Path(args.from_pkg), opts)
+        assert engine.engine is not None
+        print(f"engine {engine.file} ({engine.precision}, TensorRT {engine.engine.tensorrt_version}, "
+              f"{engine.engine.gpu}) added: {opts.out}")
+        return 0
     if args.check_only:
-        return _check_only(args, config)
-    opts = BuildOptions(out=Path(args.out), checkpoint=Path(args.checkpoint) if args.checkpoint else None, config=config,
-                        precision=args.precision, calib=args.calib, calib_method=args.calib_method,
-                        calib_percentile=args.calib_percentile, calib_mode=args.calib_mode,
-                        calib_clips=args.calib_clips, batch=batch, workspace_mb=args.workspace, dla=args.dla,
-                        target=args.target, eval_data=args.eval_data, force=args.force,
-                        eval_clips_per_class=args.eval_clips_per_class, compare_methods=not args.no_compare,
-                        require_engine=args.require_engine, progress=not args.no_progress)
+        return _check_only(opts)
     res = build(opts)
-    n = len(res.variants[0:1]) and res.variants[0].clips
+    n = res.variants[0].clips if res.variants else 0
     print(f"\naccuracy on {n} held-out clips ({opts.eval_data}), ONNX Runtime CPU:")
-    print(format_table(res))
+    print(format_accuracy(res.variants))
     print(f"\npackage: {res.out} ({res.seconds:.0f} s)")
     print(res.next_step)
     return 0
 
 
-def _check_only(args: argparse.Namespace, config: ModelConfig | None) -> int:
+def _check_only(opts: BuildOptions) -> int:
     from .export.check import check, errors
     from .export.lower import lower
     from .export.onnx_export import to_onnx
     from .export.targets import TENSORRT_TARGETS
 
-    model, _ = _load_model(BuildOptions(checkpoint=Path(args.checkpoint) if args.checkpoint else None, config=config))
-    targets = TENSORRT_TARGETS + ("onnxruntime",) if args.target == "auto" else (args.target,)
-    graph = lower(to_onnx(model), BASE_LOWERING if args.target == "auto" else args.target)
+    model, _ = _load_model(opts)
+    targets = tuple(TENSORRT_TARGETS) + ("onnxruntime",) if opts.target == AUTO_TARGET else (opts.target,)
+    graph = lower(to_onnx(model), BASE_LOWERING if opts.target == AUTO_TARGET else opts.target)
     bad = 0
     for t in targets:
         found = check(graph, t)
         bad += len(errors(found))
         print(f"{t}: " + ("clean" if not found else "; ".join(map(str, found))))
     return 1 if bad else 0
-
-
-def _finish_on_device(args: argparse.Namespace) -> int:
-    """``--from PACKAGE``: add a TensorRT engine to a portable package, on the device that will run it."""
-    from .package import load
-
-    pkg = load(args.from_pkg)
-    from .runtime import trt as trt_mod
-
-    trt_mod.load_tensorrt()  # DependencyError with the install hint where TensorRT is absent
-    out = Path(args.out)
-    if out.resolve() == pkg.root.resolve() or (out.exists() and not args.force):
-        raise ConfigError(f"--out {out} must be a new folder (or pass --force to replace it)")
-    tmp = out.parent / f".{out.name}.building-{os.getpid()}"
-    shutil.copytree(pkg.root, tmp)
-    try:
-        files = {v["precision"]: tmp / v["file"] for v in pkg.variants if v["kind"] == "onnx" and v.get("role") == "clip"}
-        batch = tuple(int(v) for v in args.batch.split(","))
-        opts = BuildOptions(out=out, precision=args.precision, batch=batch, workspace_mb=args.workspace, dla=args.dla,
-                            calib=args.calib, calib_method=args.calib_method, calib_clips=args.calib_clips,
-                            calib_mode=args.calib_mode)
-        engine = compile_engine(tmp, files, opts, ModelConfig.from_dict(pkg.manifest["config"]))
-        manifest = dict(pkg.manifest)
-        manifest["variants"] = [v for v in manifest["variants"] if v["kind"] != "tensorrt"] + [
-            variant_entry(tmp, engine["file"], engine["precision"], "tensorrt", role="clip",
-                          **{k: v for k, v in engine.items() if k not in ("file", "precision")})]
-        manifest["engine"] = engine
-        manifest["command"] = " ".join(["python -m aknet_edge.build", *sys.argv[1:]])
-        atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    load(out)
-    print(f"engine {engine['file']} ({engine['precision']}, TensorRT {engine['tensorrt_version']}, {engine['gpu']}) "
-          f"added: {out}")
-    return 0
 
 
 if __name__ == "__main__":

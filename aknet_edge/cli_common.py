@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .config import PRESET_NAMES, ModelConfig, load_config, preset
 from .errors import AknetError, ConfigError
@@ -49,6 +49,63 @@ def _parse_value(text: str) -> object:
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+
+
+def add_bool_flag(parser: argparse.ArgumentParser, flag: str, default: object, help: str) -> None:
+    """``--x`` / ``--no-x`` (argparse's BooleanOptionalAction, which Python 3.8 lacks: JetPack 5's Python)."""
+    dest = flag.lstrip("-").replace("-", "_")
+    group = parser.add_mutually_exclusive_group()
+    name = flag.lstrip("-")
+    state = {True: f"on; --no-{name} turns it off", False: "off", None: "automatic"}.get(default, default)  # type: ignore[call-overload]
+    group.add_argument(flag, dest=dest, action="store_true", help=f"{help} [{state}]")
+    group.add_argument("--no-" + flag.lstrip("-"), dest=dest, action="store_false", help=argparse.SUPPRESS)
+    parser.set_defaults(**{dest: default})
+
+
+def add_source_args(parser: argparse.ArgumentParser) -> None:
+    """Source options from the command line; they go through the same typed check as a URI's query string."""
+    g = parser.add_argument_group("source")
+    g.add_argument("--buffer", type=int, metavar="N", help="frames the capture buffer keeps (newest win on live "
+                                                           "sources)")
+    g.add_argument("--source-option", dest="source_option", action="append", default=[], metavar="KEY=VALUE",
+                   help="any option of the source, as in a URI query (e.g. --source-option fps=30); repeatable")
+
+
+def source_options_from_args(args: argparse.Namespace) -> dict:
+    options: dict = {}
+    for item in args.source_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--source-option {item!r}: expected KEY=VALUE, e.g. fps=30")
+        options[key.strip()] = value
+    if args.buffer is not None:
+        options["buffer_size"] = args.buffer
+    return options
+
+
+def format_table(rows: Sequence[Sequence[str]], left: int = 1) -> str:
+    """The one plain-text table every CLI prints: a header row, a rule, then the rows.
+
+    The first ``left`` columns are left-aligned (names), the rest right-aligned (numbers).
+    """
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+             for r in rows]
+    lines.insert(1, "-" * max(len(line) for line in lines))
+    return "\n".join(lines)
+
+
+def defaults_of(cls: type) -> dict:
+    """Field defaults of a dataclass: CLIs take their argparse defaults from here, never retype them."""
+    import dataclasses
+
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            out[f.name] = f.default_factory()  # type: ignore[misc]
+    return out
 
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:

@@ -1,9 +1,9 @@
 """Clip sources for training and evaluation: the synthetic generator or a labelled folder.
 
 A labelled folder has one sub-folder per class, each holding video files or
-frame folders. Clips are read as T frames spread evenly over the video and
-preprocessed by :func:`aknet_edge.preprocess.preprocess_clip`, the runtime's
-own function.
+frame folders. Clips are sampled by time exactly as the runtime samples a live
+window (:func:`aknet_edge.sampling.read_clip`) and preprocessed by
+:func:`aknet_edge.preprocess.preprocess_clip`, the runtime's own function.
 """
 
 from __future__ import annotations
@@ -13,54 +13,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .config import ClipSpec
 from .errors import DataError
+from .media import VIDEO_SUFFIXES, listing
 from .preprocess import preprocess_batch, preprocess_clip
+from .sampling import read_clip
 
 log = logging.getLogger(__name__)
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-
-
-def read_clip(path: str | Path, frames: int) -> np.ndarray:
-    """``frames`` RGB uint8 frames spread evenly over a video file or a folder of images."""
-    path = Path(path)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise DataError(f"frame folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        picks = np.linspace(0, len(files) - 1, frames).round().astype(int)
-        out = []
-        for i in picks:
-            img = cv2.imread(str(files[i]), cv2.IMREAD_COLOR)
-            if img is None:
-                raise DataError(f"cannot decode image {files[i]}")
-            out.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
-        return _same_size(out, path)
-    cap = cv2.VideoCapture(str(path))
-    try:
-        decoded = []
-        while True:
-            ok, img = cap.read()
-            if not ok:
-                break
-            decoded.append(img)
-    finally:
-        cap.release()
-    if not decoded:
-        raise DataError(f"cannot read any frame from video {path}")
-    picks = np.linspace(0, len(decoded) - 1, frames).round().astype(int)
-    return _same_size([cv2.cvtColor(decoded[i], cv2.COLOR_BGR2RGB) for i in picks], path)
-
-
-def _same_size(frames: list[np.ndarray], source: Path) -> np.ndarray:
-    shapes = {f.shape for f in frames}
-    if len(shapes) != 1:
-        raise DataError(f"{source}: frames differ in size {sorted(shapes)}")
-    return np.stack(frames)
 
 
 @dataclass(frozen=True)
@@ -92,7 +53,7 @@ class LabelledFolder:
         if not items:
             raise DataError(
                 f"no clips under {root}: expected <class>/<video file> or <class>/<frame folder>/ "
-                f"(videos: {', '.join(sorted(VIDEO_SUFFIXES))})"
+                f"(videos: {listing(VIDEO_SUFFIXES)})"
             )
         return cls(root, classes, tuple(items))
 
@@ -101,7 +62,7 @@ class LabelledFolder:
         xs, ys, bad = [], [], 0
         for path, label in self.items:
             try:
-                xs.append(preprocess_clip(read_clip(path, spec.frames), spec))
+                xs.append(preprocess_clip(read_clip(path, spec), spec))
                 ys.append(label)
             except DataError as exc:
                 bad += 1

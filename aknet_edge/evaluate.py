@@ -12,21 +12,19 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
-import torch
-from torch import nn
 
-from .checkpoint import load_checkpoint
-from .config import ModelConfig
-from .cli_common import run_cli
+from . import graph_io
+from .cli_common import format_table, run_cli
+from .config import WEIGHTS_DIR, ModelConfig
 from .data import HELDOUT_SEED, LabelledFolder
 from .errors import DataError
-from .model import logits_of
-
-from .config import WEIGHTS_DIR  # noqa: E402
+from .package import Accuracy
 
 DEMO_CHECKPOINTS = (WEIGHTS_DIR / "demo-tiny.safetensors", WEIGHTS_DIR / "demo-tiny-tsm.safetensors")
+SYNTHETIC = "synthetic"
 
 
 @dataclass
@@ -43,6 +41,8 @@ class EvalResult:
     seconds: float
 
 
+# -- held-out data ----------------------------------------------------------------------------------
+
 def heldout_synthetic(cfg: ModelConfig, clips_per_class: int, seed: int = HELDOUT_SEED) -> tuple[np.ndarray, np.ndarray]:
     """Synthetic clips from seeds disjoint from every training seed, preprocessed."""
     from .preprocess import preprocess_batch
@@ -52,15 +52,34 @@ def heldout_synthetic(cfg: ModelConfig, clips_per_class: int, seed: int = HELDOU
     return preprocess_batch(clips, cfg.clip), labels
 
 
-@torch.no_grad()
-def predict(model: nn.Module, x: np.ndarray, batch: int = 32) -> np.ndarray:
+def eval_set(cfg: ModelConfig, data: str = SYNTHETIC, clips_per_class: int = 30,
+             seed: int = HELDOUT_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """The one held-out set loader of the evaluate and build commands.
+
+    ``data`` is ``synthetic`` (fresh clips from held-out seeds) or a labelled folder, read with the
+    shared clip sampling (:mod:`aknet_edge.sampling`) exactly as training and the runtime read clips.
+    """
+    if data == SYNTHETIC:
+        return heldout_synthetic(cfg, clips_per_class, seed)
+    x, y, _ = LabelledFolder.scan(data, cfg.labels or None).load(cfg.clip)
+    return x, y
+
+
+# -- PyTorch checkpoints ----------------------------------------------------------------------------
+
+def predict(model: Any, x: np.ndarray, batch: int = 32) -> np.ndarray:
     """Class predictions for preprocessed clips (B, T, 3, S, S)."""
+    import torch
+
+    from .model import logits_of
+
     model.eval()
-    out = [logits_of(model(torch.from_numpy(x[i : i + batch]))).argmax(1).numpy() for i in range(0, len(x), batch)]
+    with torch.no_grad():
+        out = [logits_of(model(torch.from_numpy(x[i : i + batch]))).argmax(1).numpy() for i in range(0, len(x), batch)]
     return np.concatenate(out)
 
 
-def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, name: str = "model") -> EvalResult:
+def evaluate(model: Any, x: np.ndarray, y: np.ndarray, name: str = "model") -> EvalResult:
     from .flops import count_cost
 
     cfg: ModelConfig = model.cfg
@@ -77,10 +96,71 @@ def format_results(results: list[EvalResult]) -> str:
     rows = [("model", "arch", "clips", "top-1 %", "GFLOPs/clip", "Mparams")]
     for r in results:
         rows.append((r.name, r.arch, str(r.clips), f"{100 * r.top1:.2f}", f"{r.gflops:.3f}", f"{r.mparams:.3f}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    return format_table(rows, left=2)
+
+
+# -- exported graphs (the build's accuracy table) ---------------------------------------------------
+
+def run_onnx(path: Path, x: np.ndarray, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and keypoints of a whole-clip graph over clips, with ONNX Runtime on the CPU."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    logits, kps = [], []
+    for i in range(0, len(x), batch):
+        out = dict(zip(names, sess.run(names, {graph_io.CLIP_INPUT: x[i : i + batch]})))
+        logits.append(out[graph_io.LOGITS])
+        kps.append(out.get(graph_io.KEYPOINTS, np.zeros((len(out[graph_io.LOGITS]), 0, 3), np.float32)))
+    return np.concatenate(logits), np.concatenate(kps)
+
+
+def grid_positions(coords: np.ndarray, grid: tuple[int, int, int]) -> np.ndarray:
+    """Normalised (t, y, x) keypoint coordinates back to integer grid cells (robust to FP16 rounding)."""
+    t, h, w = grid
+    scale = np.array([max(t - 1, 1), h, w], np.float32)
+    offset = np.array([0.0, 0.5, 0.5], np.float32)
+    return np.rint(coords.astype(np.float32) * scale - offset).astype(np.int64)
+
+
+def keypoint_iou(a: np.ndarray, b: np.ndarray, grid: tuple[int, int, int]) -> float:
+    """Mean over clips of |A & B| / |A | B| for the kept keypoint cells."""
+    if a.shape[1] == 0:
+        return 1.0
+    ious = []
+    for ka, kb in zip(grid_positions(a, grid), grid_positions(b, grid)):
+        sa, sb = set(map(tuple, ka.tolist())), set(map(tuple, kb.tolist()))
+        ious.append(len(sa & sb) / max(1, len(sa | sb)))
+    return float(np.mean(ious))
+
+
+def evaluate_variants(files: Mapping[str, Path], x: np.ndarray, y: np.ndarray, methods: Mapping[str, str],
+                      grid: tuple[int, int, int]) -> list[Accuracy]:
+    """Top-1, agreement with FP32 and keypoint-set overlap with FP32 for every graph (``files["fp32"]`` required).
+
+    Keys are precisions, or ``precision:label`` for graphs compared but not shipped.
+    """
+    ref_logits, ref_kp = run_onnx(files["fp32"], x)
+    ref_pred = ref_logits.argmax(1)
+    reports = []
+    for name, path in files.items():
+        logits, kp = (ref_logits, ref_kp) if name == "fp32" else run_onnx(path, x)
+        pred = logits.argmax(1)
+        reports.append(Accuracy(name.split(":")[0], path.name, float((pred == y).mean()),
+                                float((pred == ref_pred).mean()), keypoint_iou(kp, ref_kp, grid), len(y),
+                                methods.get(name)))
+    return reports
+
+
+def format_accuracy(reports: list[Accuracy]) -> str:
+    """The build's per-variant table."""
+    rows = [("variant", "file", "top-1 %", "agree w/ FP32 %", "keypoint IoU", "calib")]
+    for r in reports:
+        rows.append((r.precision, r.file, f"{100 * r.top1:.2f}", f"{100 * r.agreement:.2f}", f"{r.keypoint_iou:.3f}",
+                     r.calib_method or "-"))
+    return format_table(rows, left=2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-class", action="store_true", help="also print per-class accuracy")
     p.add_argument("--json", help="write the results to this JSON file")
     args = p.parse_args(argv)
-    torch.set_num_threads(2)
+    import torch
+
+    torch.set_num_threads(2)  # the CLI's choice (measured fastest on our 2-core machines); library calls leave it
+    from .checkpoint import load_checkpoint
+
     paths = [Path(c) for c in args.checkpoints] or [c for c in DEMO_CHECKPOINTS if c.exists()]
     if not paths:
         raise DataError("no checkpoints given and no bundled demo weights found; train one with python -m aknet_edge.train")
@@ -103,11 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg: ModelConfig = model.cfg
         key = (cfg.clip, args.data)
         if key not in cache:
-            if args.data == "synthetic":
-                cache[key] = heldout_synthetic(cfg, args.clips_per_class, args.seed)
-            else:
-                x, y, bad = LabelledFolder.scan(args.data, cfg.labels or None).load(cfg.clip)
-                cache[key] = (x, y)
+            cache[key] = eval_set(cfg, args.data, args.clips_per_class, args.seed)
         x, y = cache[key]
         results.append(evaluate(model, x, y, name=path.stem))
     where = f"held-out synthetic clips (seed {args.seed})" if args.data == "synthetic" else args.data

@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .cli_common import add_model_args, config_from_args, run_cli
+from .cli_common import format_table as table
 from .config import ModelConfig
 from .model import build_model
 
@@ -91,11 +92,8 @@ def format_table(ak: Cost, tsm: Cost) -> str:
         rows.append((s, f"{ak.stage_gflops[s]:.3f}", f"{tsm.stage_gflops[s]:.3f}",
                      f"{ak.stage_mparams[s]:.3f}", f"{tsm.stage_mparams[s]:.3f}"))
     rows.append(("total", f"{ak.gflops:.3f}", f"{tsm.gflops:.3f}", f"{ak.mparams:.3f}", f"{tsm.mparams:.3f}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    lines.append(f"FLOPs ratio AK-Net/TSM: {ak.gflops / tsm.gflops:.3f}   params ratio: {ak.mparams / tsm.mparams:.3f}")
-    return "\n".join(lines)
+    return (table(rows) + f"\nFLOPs ratio AK-Net/TSM: {ak.gflops / tsm.gflops:.3f}   "
+            f"params ratio: {ak.mparams / tsm.mparams:.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,35 +14,40 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, List, Optional
 
-from .cli_common import run_cli
+from .cli_common import add_bool_flag, add_source_args, defaults_of, run_cli, source_options_from_args
 from .errors import DependencyError
+from .media import FOURCC, listing
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SOURCE = "synthetic://?seed=1&fps=15&segments=6&size=112"
-DEMO_PACKAGE = Path.home() / ".cache" / "aknet_edge" / "demo_package"
+
+
+def demo_package_dir() -> Path:
+    """Where the demo package is cached (``AKNET_EDGE_CACHE/demo_package``)."""
+    from . import settings
+
+    return settings.cache_dir() / "demo_package"
 
 
 def demo_package() -> Path:
     """The bundled demo package, built on first use and rebuilt when the bundled weights or the toolkit
     version change (a new version may export a different graph from the same weights; needs torch)."""
-    import json
-
     from . import __version__
     from .config import DEMO_WEIGHTS
-    from .package import sha256_file
+    from .package import PackageError, read_manifest, sha256_file
 
-    manifest = DEMO_PACKAGE / "manifest.json"
-    if manifest.is_file():
+    where = demo_package_dir()
+    if (where / "manifest.json").is_file():
         try:
-            m = json.loads(manifest.read_text(encoding="utf-8"))
-            if m.get("source_sha256") == sha256_file(DEMO_WEIGHTS) and m.get("created_by") == f"aknet_edge {__version__}":
-                return DEMO_PACKAGE
-        except (OSError, ValueError):
+            m = read_manifest(where)
+            if m.source_sha256 == sha256_file(DEMO_WEIGHTS) and m.created_by == f"aknet_edge {__version__}":
+                return where
+        except (OSError, PackageError):
             pass
-        log.info("the cached demo package %s is stale or unreadable: rebuilding it", DEMO_PACKAGE)
+        log.info("the cached demo package %s is stale or unreadable: rebuilding it", where)
     import importlib.util
 
     try:
@@ -51,51 +56,59 @@ def demo_package() -> Path:
         has_torch = False
     if not has_torch:
         raise DependencyError(
-            f"no model package given and the demo package {DEMO_PACKAGE} is missing; building it needs torch. "
+            f"no model package given and the demo package {where} is missing; building it needs torch. "
             "Pass --package DIR with a package built elsewhere (python -m aknet_edge.build --out DIR), "
             "or pip install aknet-edge[build] to build the demo here")
     from .build import BuildOptions, build
 
-    log.info("building the demo package into %s (once)", DEMO_PACKAGE)
-    DEMO_PACKAGE.parent.mkdir(parents=True, exist_ok=True)
-    build(BuildOptions(out=DEMO_PACKAGE, precision="fp32", eval_clips_per_class=1, compare_methods=False,
+    log.info("building the demo package into %s (once)", where)
+    where.parent.mkdir(parents=True, exist_ok=True)
+    build(BuildOptions(out=where, precision="fp32", eval_clips_per_class=1, compare_methods=False,
                        progress=False, force=True))
-    return DEMO_PACKAGE
+    return where
 
 
 def parser() -> argparse.ArgumentParser:
+    from aknet_edge.package import AUTO, PRECISIONS
+    from aknet_edge.runtime.backends import BACKENDS
+    from aknet_edge.runtime.events import SMOOTHING
+    from aknet_edge.runtime.recognizer import RecognizerOptions
+
+    d = defaults_of(RecognizerOptions)
     p = argparse.ArgumentParser(prog="python -m aknet_edge.run", description=__doc__.split("\n\n")[0])
     p.add_argument("source", nargs="?", default=DEFAULT_SOURCE,
                    help="csi://N, /dev/videoN, rtsp://, http(s)://, udp://, a file, an image folder, a GStreamer "
                         f"pipeline or synthetic://?seed=..&fps=..&segments=.. (default {DEFAULT_SOURCE})")
     p.add_argument("--package", help="model package folder (default: the bundled demo package)")
-    p.add_argument("--backend", choices=("auto", "onnxruntime", "tensorrt"), default="auto")
-    p.add_argument("--precision", default="auto", help="fp32, fp16, int8 or auto")
+    p.add_argument("--backend", choices=BACKENDS, default=d["backend"])
+    p.add_argument("--precision", choices=(AUTO, *PRECISIONS), default=d["precision"],
+                   help="variant to run (default %(default)s: the package's preference for the backend)")
     p.add_argument("--providers", help="onnxruntime execution providers, comma-separated "
                                        "(e.g. CUDAExecutionProvider,CPUExecutionProvider)")
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (1 is best on 2-core boards)")
     p.add_argument("--jsonl", metavar="FILE", help="write results and events as JSON Lines ('-' = stdout)")
-    p.add_argument("--preview-port", type=int, metavar="N", help="serve an MJPEG preview on 127.0.0.1:N")
-    p.add_argument("--preview-host", default="127.0.0.1", help="address of the preview server")
-    p.add_argument("--output-video", metavar="FILE", help="write the annotated video (.avi/.mp4)")
+    p.add_argument("--preview-port", type=int, metavar="N", help="serve an MJPEG preview on the preview host, port N")
+    p.add_argument("--preview-host", default=d["preview_host"], help="address of the preview server")
+    p.add_argument("--output-video", metavar="FILE",
+                   help=f"write the annotated video ({listing(FOURCC)})")
     p.add_argument("--display", action="store_true", help="show a window (only where a display exists)")
     p.add_argument("--stats", type=float, metavar="SECONDS", help="print telemetry every SECONDS to stderr")
     p.add_argument("--max-seconds", type=float, metavar="S", help="stop after S seconds")
-    p.add_argument("--incremental", action=argparse.BooleanOptionalAction, default=None,
-                   help="per-frame encoder + head (default: when the package has the split graphs)")
-    p.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=True,
-                   help="run each window's last model call, events and outputs on a second thread while the next "
-                        "frames are encoded (ONNX Runtime; same results)")
+    add_bool_flag(p, "--incremental", d["incremental"],
+                  "per-frame encoder + head (default: when the package has the split graphs)")
+    add_bool_flag(p, "--overlap", d["overlap"],
+                  "run each window's last model call, events and outputs on a second thread while the next "
+                  "frames are encoded (ONNX Runtime; same results)")
     p.add_argument("--stride", type=float, metavar="SECONDS", help="seconds between windows (default: one sample)")
-    p.add_argument("--smoothing", choices=("ema", "mean", "none"), default="ema")
-    p.add_argument("--enter", type=float, default=0.5, help="probability that starts an event")
-    p.add_argument("--exit", type=float, default=0.35, help="probability below which an event ends")
-    p.add_argument("--min-duration", type=float, default=0.25, help="seconds a change must last")
-    p.add_argument("--buffer", type=int, default=4, help="frames the capture buffer keeps")
+    p.add_argument("--smoothing", choices=SMOOTHING, default=d["smoothing"])
+    p.add_argument("--enter", type=float, default=d["enter"], help="probability that starts an event")
+    p.add_argument("--exit", type=float, default=d["exit"], help="probability below which an event ends")
+    p.add_argument("--min-duration", type=float, default=d["min_duration_s"], help="seconds a change must last")
+    add_source_args(p)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
     from aknet_edge.runtime import EndOfStream, Recognizer
 
@@ -119,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                      stride_s=args.stride, smoothing=args.smoothing, enter=args.enter, exit=args.exit,
                      min_duration_s=args.min_duration, jsonl=args.jsonl, preview_port=args.preview_port,
                      preview_host=args.preview_host, output_video=args.output_video, display=args.display,
-                     max_seconds=args.max_seconds, on_event=on_event, source_options={"buffer_size": args.buffer})
+                     max_seconds=args.max_seconds, on_event=on_event,
+                     source_options=source_options_from_args(args))
     try:
         rec.start()
         if rec.preview is not None:

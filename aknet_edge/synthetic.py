@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from .errors import AknetError, ConfigError, DataError
+from .media import FOURCC
 
 __all__ = [
     "CLASSES",
@@ -70,7 +71,6 @@ _MOVE_DIRS: dict[str, tuple[float, float]] = {
     "move_down": (0.0, 1.0),
 }
 
-_VIDEO_FOURCC: dict[str, str] = {".avi": "MJPG", ".mp4": "mp4v"}
 _SEGMENTS_SUFFIX = ".segments.json"
 _MIN_SIZE = 16
 _SHIFT = 4  # fixed-point bits for sub-pixel cv2 drawing
@@ -569,10 +569,10 @@ def write_long_video(
     """
     target = Path(path)
     suffix = target.suffix.lower()
-    if suffix not in _VIDEO_FOURCC:
+    if suffix not in FOURCC:
         raise ConfigError(
             f"unsupported video suffix {target.suffix!r} for {target}: "
-            f"expected one of {', '.join(sorted(_VIDEO_FOURCC))}"
+            f"expected one of {', '.join(sorted(FOURCC))}"
         )
     if not target.parent.is_dir():
         raise VideoWriteError(f"cannot write {target}: folder {target.parent} does not exist")
@@ -581,12 +581,12 @@ def write_long_video(
     tmp_video = _atomic_tmp(target, suffix)
     n_written = 0
     try:
-        fourcc = cv2.VideoWriter_fourcc(*_VIDEO_FOURCC[suffix])
+        fourcc = cv2.VideoWriter_fourcc(*FOURCC[suffix])
         writer = cv2.VideoWriter(str(tmp_video), fourcc, float(fps), (size, size), True)
         if not writer.isOpened():
             raise VideoWriteError(
-                f"cv2.VideoWriter could not open {target} with fourcc {_VIDEO_FOURCC[suffix]!r}; "
-                f"this OpenCV build may lack the encoder, try another suffix ({', '.join(sorted(_VIDEO_FOURCC))})"
+                f"cv2.VideoWriter could not open {target} with fourcc {FOURCC[suffix]!r}; "
+                f"this OpenCV build may lack the encoder, try another suffix ({', '.join(sorted(FOURCC))})"
             )
         try:
             for _, rgb in frames:

@@ -36,6 +36,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from aknet_edge import graph_io as gio
 from aknet_edge.config import preset
 from aknet_edge.export.lower import lower
 from aknet_edge.export.onnx_export import _to_onnx, split_names, to_onnx, to_split_onnx
@@ -81,7 +82,7 @@ def bench_preset(name: str, threads: int, warmup: int, repeats: int, seconds: fl
         sess = _session(lower(to_onnx(model), "onnxruntime"), threads)
         if x is None:
             x = np.random.default_rng(0).normal(size=(1, cfg.clip.frames, 3, cfg.clip.size, cfg.clip.size)).astype(np.float32)
-        fns[arch] = lambda sess=sess: sess.run(None, {"clip": x})
+        fns[arch] = lambda sess=sess: sess.run(None, {gio.CLIP_INPUT: x})
         row[f"{arch}_gflops"] = count_cost(model, cfg).gflops
     if breakdown:  # the shared encoder, AK-Net's head and its 1D stages, TSM's later stages
         ak, tsm = models["aknet"], models["tsm"]
@@ -94,7 +95,7 @@ def bench_preset(name: str, threads: int, warmup: int, repeats: int, seconds: fl
         y_clip = y.reshape(1, ak.cfg.clip.frames, *y.shape[1:])
         z = np.random.default_rng(1).normal(size=(1, ak.encoder.out_channels, 1, ak.cfg.num_keypoints)).astype(np.float32)
         points = _session(_plain(_Part(ak, "classify"), z), threads)
-        fns.update(b_encoder=lambda: shared.run(None, {"x": x}), b_head=lambda: ak_head.run(None, {"features": y_clip}),
+        fns.update(b_encoder=lambda: shared.run(None, {"x": x}), b_head=lambda: ak_head.run(None, {gio.FEATURES: y_clip}),
                    b_head_convs=lambda: points.run(None, {"x": z}), b_tsm_later=lambda: later.run(None, {"x": y}))
     # streaming split: an online-shift (or no-shift) variant of the same preset
     shift = preset(name).shift if preset(name).shift != "offline" else split_shift
@@ -108,14 +109,14 @@ def bench_preset(name: str, threads: int, warmup: int, repeats: int, seconds: fl
         states = {n: np.zeros(tuple(s.shape), np.float32) for n, s in zip(state_in, model.encoder.init_state(1))}
         feats, carry = [], dict(states)
         for t in range(cfg.clip.frames):  # the clip's own features, frame by frame with the shift state carried
-            f, *new = enc.run(None, {"frame": x[:, t], **carry})
+            f, *new = enc.run(None, {gio.FRAME_INPUT: x[:, t], **carry})
             feats.append(f)
             carry = dict(zip(state_in, new))
         feats = np.stack(feats, axis=1)
         frame = x[:, -1]
-        fns.update(whole=lambda: whole.run(None, {"clip": x}),
-                   encoder=lambda: enc.run(None, {"frame": frame, **carry}),
-                   head=lambda: head.run(None, {"features": feats}))
+        fns.update(whole=lambda: whole.run(None, {gio.CLIP_INPUT: x}),
+                   encoder=lambda: enc.run(None, {gio.FRAME_INPUT: frame, **carry}),
+                   head=lambda: head.run(None, {gio.FEATURES: feats}))
     tm = interleaved(fns, warmup, repeats, seconds)
     ms = {k: tm.median(k) for k in fns}
     row["repeats"], row["rounds"] = tm.fewest_runs, len(tm.rounds["aknet"])

@@ -68,13 +68,11 @@ def bare_backend(pkg, backend_name: str, n: int, threads: int | None = None) -> 
 
     b = open_backend(pkg, backend_name, **({"threads": threads} if threads else {}))
     T = b.frames
-    size = int(pkg.manifest["preprocessing"]["size"][0])
-    from aknet_edge.config import ClipSpec
     from aknet_edge.preprocess import preprocess_frame
     from aknet_edge.synthetic import iter_long_video
 
-    pre = pkg.manifest["preprocessing"]
-    spec = ClipSpec(T, size, float(pre["span_s"]), tuple(pre["mean"]), tuple(pre["std"]), pre["color"])
+    spec = pkg.clip_spec
+    size = spec.size
     _, frames = iter_long_video(3, 1, fps=(T - 1) / spec.span_s, size=size)  # the same images the pipeline sees
     images = [preprocess_frame(f, spec) for _, f in frames]
     clip = np.stack(images[:T])
@@ -116,12 +114,13 @@ def pipeline_throughput(pkg_dir: Path, backend: str, incremental: bool, windows:
     from aknet_edge.synthetic import iter_long_video
 
     import aknet_edge.package as packaging
+    from aknet_edge.sampling import sample_period
 
-    pre = packaging.load(pkg_dir).manifest["preprocessing"]
-    period = float(pre["span_s"]) / (int(pre["frames"]) - 1)
-    _, frames = iter_long_video(3, 2, fps=1.0 / period, size=int(pre["size"][0]))
+    spec = packaging.load(pkg_dir).clip_spec
+    period = sample_period(spec.frames, spec.span_s)
+    _, frames = iter_long_video(3, 2, fps=1.0 / period, size=spec.size)
     images = [f for _, f in frames]
-    n_frames = windows + int(pre["frames"]) - 1
+    n_frames = windows + spec.frames - 1
     src = ArraySource(images, fps=1.0 / period, repeat=n_frames // len(images) + 1, block=True)
     src._total = n_frames  # exactly `windows` windows: one grid sample per frame
     # steady state: from the first result to the last (session creation and package

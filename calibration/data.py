@@ -18,13 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from aknet_edge.config import ClipSpec
-from aknet_edge.data import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_clip
 from aknet_edge.errors import DataError
+from aknet_edge.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, listing
 from aknet_edge.preprocess import preprocess_clip
+from aknet_edge.sampling import read_clip
+
+from .options import SYNTHETIC
 
 __all__ = ["CalibrationSet", "load_calibration_set", "preprocess_clip", "find_clips"]
 log = logging.getLogger(__name__)
-SYNTHETIC = "synthetic"
 SYNTHETIC_CALIB_SEED = 2_000_017  # disjoint from training (small) and held-out evaluation seeds
 
 
@@ -62,7 +64,7 @@ def find_clips(source: str | os.PathLike) -> list[Path]:
             continue
         found += [rootp / f for f in sorted(files) if Path(f).suffix.lower() in VIDEO_SUFFIXES]
     if not found:
-        raise DataError(f"no videos or frame folders under {src} (videos: {', '.join(sorted(VIDEO_SUFFIXES))})")
+        raise DataError(f"no videos or frame folders under {src} (videos: {listing(VIDEO_SUFFIXES)})")
     return found
 
 
@@ -110,7 +112,7 @@ def load_calibration_set(source: str, spec: ClipSpec, n_clips: int = 64, seed: i
         if len(xs) >= n_clips:
             break
         try:
-            xs.append(preprocess_clip(read_clip(p, spec.frames), spec))
+            xs.append(preprocess_clip(read_clip(p, spec), spec))
         except DataError as exc:
             skipped += 1
             log.warning("skipping unreadable calibration clip: %s", exc)

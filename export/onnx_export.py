@@ -20,6 +20,7 @@ import onnx
 import torch
 from torch import nn
 
+from aknet_edge import graph_io as gio
 from aknet_edge import ops as _ops  # noqa: F401  registers aknet:: ops
 from aknet_edge.config import ModelConfig
 from aknet_edge.errors import ConfigError
@@ -29,8 +30,8 @@ from .functions import DOMAIN, RANK, SELECT, rank_function, select_function
 
 log = logging.getLogger(__name__)
 OPSET = 17
-CLIP_INPUT = "clip"
-OUTPUTS = ("logits", "keypoints", "keypoint_scores")
+CLIP_INPUT = gio.CLIP_INPUT
+OUTPUTS = gio.CLIP_OUTPUTS
 _registered = False
 
 
@@ -107,7 +108,7 @@ def finalize(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _dyn(names: Sequence[str]) -> dict:
-    return {n: {0: "batch"} for n in names}
+    return {n: {0: gio.BATCH_AXIS} for n in names}
 
 
 def to_onnx(model: nn.Module) -> onnx.ModelProto:
@@ -154,7 +155,8 @@ class _ClipHead(nn.Module):
 def split_names(model: nn.Module) -> tuple[list[str], list[str]]:
     """State input and output names of the frame encoder (empty unless shift is online)."""
     n = len(model.encoder.init_state(1))
-    return [f"shift_state_{i}" for i in range(n)], [f"shift_state_{i}_out" for i in range(n)]
+    names = [gio.state_input(i) for i in range(n)]
+    return names, [gio.state_output(name) for name in names]
 
 
 def to_split_onnx(model: nn.Module) -> tuple[onnx.ModelProto, onnx.ModelProto]:
@@ -174,18 +176,20 @@ def to_split_onnx(model: nn.Module) -> tuple[onnx.ModelProto, onnx.ModelProto]:
     states = tuple(model.encoder.init_state(1))
     # the frame and each state have their own row axis: a state with more rows than its layer's input
     # forks new rows from row 0 (backbone.fork_rows; the runtime's exact incremental mode relies on it)
-    dyn = {"frame": {0: "frames" if state_in else "batch"}, "features": {0: "rows"},
-           **{n: {0: f"rows_{i}"} for i, n in enumerate(state_in)}, **{n: {0: f"rows_{i}"} for i, n in enumerate(state_out)}}
-    enc = _to_onnx(_FrameEncoder(model), (frame, *states), ["frame", *state_in], ["features", *state_out], dyn)
+    dyn = {gio.FRAME_INPUT: {0: gio.FRAMES_AXIS if state_in else gio.BATCH_AXIS}, gio.FEATURES: {0: gio.ROWS_AXIS},
+           **{n: {0: gio.rows_axis(i)} for i, n in enumerate(state_in)},
+           **{n: {0: gio.rows_axis(i)} for i, n in enumerate(state_out)}}
+    enc = _to_onnx(_FrameEncoder(model), (frame, *states), [gio.FRAME_INPUT, *state_in], [gio.FEATURES, *state_out],
+                   dyn)
     enc = finalize(enc)
     with torch.no_grad():
         f, _ = model.encode_frame(frame)
     feats = torch.zeros(1, cfg.clip.frames, *f.shape[1:])
-    head = _to_onnx(_ClipHead(model), (feats,), ["features"], list(OUTPUTS), _dyn(["features", *OUTPUTS]))
+    head = _to_onnx(_ClipHead(model), (feats,), [gio.FEATURES], list(OUTPUTS), _dyn([gio.FEATURES, *OUTPUTS]))
     return enc, attach_functions(head, cfg)
 
 
 def export_split(model: nn.Module, out_dir: str | os.PathLike) -> tuple[Path, Path]:
     enc, head = to_split_onnx(model)
     out_dir = Path(out_dir)
-    return save(enc, out_dir / "frame_encoder.onnx"), save(head, out_dir / "clip_head.onnx")
+    return save(enc, out_dir / f"{gio.FRAME_ENCODER}.onnx"), save(head, out_dir / f"{gio.CLIP_HEAD}.onnx")

@@ -13,18 +13,17 @@ import importlib.util
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from aknet_edge import graph_io, settings
 from aknet_edge.errors import AknetError, ConfigError, DependencyError, InputShapeError
-from aknet_edge.package import Package
+from aknet_edge.package import AUTO, Package, PackageError, Variant
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
-ONNX_PREFERENCE = ("fp32", "fp16", "int8")
-TRT_PREFERENCE = ("fp16", "int8", "fp32")
 
 
 class BackendError(AknetError, RuntimeError):
@@ -40,7 +39,7 @@ class ClipOutput:
     keypoint_scores: np.ndarray  # (B, K)
 
 
-State = list[np.ndarray]
+State = List[np.ndarray]
 
 
 class Backend:
@@ -54,23 +53,21 @@ class Backend:
     def __init__(self, package: Package, precision: str) -> None:
         self.package = package
         self.precision = precision
-        io = package.manifest["io"]
-        self.frames = int(package.manifest["preprocessing"]["frames"])
-        self.state_names: list[str] = [i["name"] for i in io.get("frame_encoder", {}).get("inputs", [])
-                                       if i["name"] != "frame"]
-        self.state_shapes: list[tuple[int, ...]] = [
-            tuple(int(d) for d in i["shape"][1:]) for i in io.get("frame_encoder", {}).get("inputs", [])
-            if i["name"] != "frame"]
+        self.frames = package.clip_spec.frames
+        encoder = package.io(graph_io.FRAME_ENCODER)
+        states = encoder.state_inputs if encoder is not None else []
+        self.state_names: List[str] = [t.name for t in states]
+        self.state_shapes: List[Tuple[int, ...]] = [t.static_shape for t in states]
         # packages from 0.2.0 on: the frame and each state have their own row axis, and a state with more rows
         # than its layer's input forks the new rows from row 0 (the exact incremental mode relies on it)
-        self.state_fork = bool(self.state_names) and all(
-            str(i["shape"][0]).startswith("rows_") for i in io["frame_encoder"]["inputs"] if i["name"] != "frame")
+        self.state_fork = bool(states) and all(graph_io.is_rows_axis(t.shape[0]) for t in states)
+        self._state_outputs = [graph_io.state_output(n) for n in self.state_names]
         self.has_split = False
 
     # -- contract
     def infer_clip(self, clip: np.ndarray) -> ClipOutput:
         """(T, 3, S, S) or (B, T, 3, S, S) float32 -> ClipOutput with a batch axis."""
-        return self._outputs(self._run("clip", {"clip": self._batched(clip, "a clip", "3, S, S")}))
+        return self._outputs(self._run(graph_io.CLIP, {graph_io.CLIP_INPUT: self._batched(clip, "a clip", "3, S, S")}))
 
     def _batched(self, x: np.ndarray, what: str, rest: str) -> np.ndarray:
         """(T, ...) or (B, T, ...) -> contiguous float32 (B, T, ...), or a clear shape error."""
@@ -96,15 +93,16 @@ class Backend:
             frame = frame[None]
         if len(state) != len(self.state_names):
             raise InputShapeError(f"expected {len(self.state_names)} state arrays, got {len(state)}")
-        feed = {"frame": np.ascontiguousarray(frame)}
+        feed = {graph_io.FRAME_INPUT: np.ascontiguousarray(frame)}
         feed.update({n: np.ascontiguousarray(s, dtype=np.float32) for n, s in zip(self.state_names, state)})
-        out = self._run("frame_encoder", feed)
-        return out["features"], [out[f"{n}_out"] for n in self.state_names]
+        out = self._run(graph_io.FRAME_ENCODER, feed)
+        return out[graph_io.FEATURES], [out[n] for n in self._state_outputs]
 
     def head(self, features: np.ndarray) -> ClipOutput:
         """(T, C, h, w) or (B, T, C, h, w) cached features -> ClipOutput."""
         self._need_split()
-        return self._outputs(self._run("clip_head", {"features": self._batched(features, "features", "C, h, w")}))
+        return self._outputs(self._run(graph_io.CLIP_HEAD,
+                                       {graph_io.FEATURES: self._batched(features, "features", "C, h, w")}))
 
     def close(self) -> None:
         pass
@@ -123,31 +121,22 @@ class Backend:
 
     @staticmethod
     def _outputs(out: dict[str, np.ndarray]) -> ClipOutput:
-        return ClipOutput(out["logits"], out["keypoints"], out["keypoint_scores"])
+        return ClipOutput(out[graph_io.LOGITS], out[graph_io.KEYPOINTS], out[graph_io.KEYPOINT_SCORES])
 
     def _run(self, role: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
 
-def _role_entries(package: Package, kind: str, precision: str) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for v in package.variants:
-        if v["kind"] == kind and v["precision"] == precision:
-            out[v.get("role", "clip")] = v
-    return out
+def _pick_precision(package: Package, kind: str, precision: str) -> str:
+    """The package's one rule for choosing a precision, with the backend's error type."""
+    try:
+        return package.choose_precision(kind, precision)
+    except PackageError as exc:
+        raise BackendError(str(exc)) from None
 
 
-def _pick_precision(package: Package, kind: str, precision: str, preference: tuple[str, ...]) -> str:
-    have = [v["precision"] for v in package.variants if v["kind"] == kind and v.get("role", "clip") == "clip"]
-    if precision != "auto":
-        if precision not in have:
-            raise BackendError(f"{package.root} has no {kind} variant in {precision}; it has {sorted(set(have))}")
-        return precision
-    for p in preference:
-        if p in have:
-            return p
-    raise BackendError(f"{package.root} has no {kind} model; it has "
-                       f"{sorted({v['kind'] + ':' + v['precision'] for v in package.variants})}")
+def _split_available(roles: Dict[str, Variant]) -> bool:
+    return all(r in roles for r in graph_io.SPLIT_ROLES)
 
 
 class OnnxRuntimeBackend(Backend):
@@ -156,14 +145,14 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     concurrent_roles = True  # InferenceSession.run is thread-safe, and each role has its own session
 
-    def __init__(self, package: Package, precision: str = "auto", providers: list[str] | None = None,
-                 threads: int | None = None) -> None:
+    def __init__(self, package: Package, precision: str = AUTO, providers: Optional[List[str]] = None,
+                 threads: Optional[int] = None) -> None:
         try:
             import onnxruntime as ort
         except ImportError as exc:
             raise DependencyError("the onnxruntime backend needs onnxruntime: pip install onnxruntime "
                                   "(or onnxruntime-gpu)") from exc
-        precision = _pick_precision(package, "onnx", precision, ONNX_PREFERENCE)
+        precision = _pick_precision(package, "onnx", precision)
         super().__init__(package, precision)
         available = ort.get_available_providers()
         if providers is None:
@@ -176,16 +165,17 @@ class OnnxRuntimeBackend(Backend):
         # 2-core boards, and no slower for the bare backend: bench/runtime_bench.py)
         opts.intra_op_num_threads = int(threads) if threads else max(1, (os.cpu_count() or 2) - 1)
         opts.log_severity_level = 3
-        if os.environ.get("AKNET_ORT_SPIN", "0") not in ("1", "true"):
+        if not settings.flag("AKNET_ORT_SPIN"):
             # spinning intra-op threads steal the cores the capture and inference threads need
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.providers = providers
-        self._sessions: dict[str, Any] = {}
-        for role, entry in _role_entries(package, "onnx", precision).items():
+        self._sessions: Dict[str, Any] = {}
+        roles = package.roles("onnx", precision)
+        for role, entry in roles.items():
             self._sessions[role] = ort.InferenceSession(str(package.path(entry)), opts, providers=providers)
-        if "clip" not in self._sessions:
+        if graph_io.CLIP not in self._sessions:
             raise BackendError(f"{package.root}: no whole-clip onnx graph in {precision}")
-        self.has_split = {"frame_encoder", "clip_head"} <= set(self._sessions)
+        self.has_split = _split_available(roles)
         # read once: get_outputs() builds new NodeArg objects on every call, a measurable cost per window
         self._output_names = {role: [o.name for o in sess.get_outputs()] for role, sess in self._sessions.items()}
 
@@ -205,12 +195,12 @@ class TensorRTBackend(Backend):
     def __init__(self, package: Package, precision: str = "auto") -> None:
         from aknet_edge.runtime import trt as rt
 
-        precision = _pick_precision(package, "tensorrt", precision, TRT_PREFERENCE)
+        precision = _pick_precision(package, "tensorrt", precision)
         super().__init__(package, precision)
-        self._runners: dict[str, Any] = {}
+        self._runners: Dict[str, Any] = {}
         from aknet_edge.runtime.device_memory import gpu_identity
 
-        entries = _role_entries(package, "tensorrt", precision)
+        entries = package.roles("tensorrt", precision)
         version = rt.format_version(rt.trt_version())
         for entry in entries.values():  # refuse engines from another TensorRT/GPU with the rebuild command
             package.check_engine(entry, version, gpu_identity()[0])
@@ -222,7 +212,7 @@ class TensorRTBackend(Backend):
         except BaseException:
             self.close()
             raise
-        self.has_split = {"frame_encoder", "clip_head"} <= set(self._runners)
+        self.has_split = _split_available(entries)
 
     def _run(self, role: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._runners[role].infer(feed)
@@ -240,7 +230,7 @@ def _trt_installed() -> bool:
     return importlib.util.find_spec("tensorrt") is not None and importlib.util.find_spec("pycuda") is not None
 
 
-def ort_providers(prefer_gpu: bool = True) -> list[str]:
+def ort_providers(prefer_gpu: bool = True) -> List[str]:
     """The best execution providers this onnxruntime has: TensorRT, CUDA, then CPU."""
     import onnxruntime as ort
 
@@ -257,7 +247,7 @@ def open_backend(package: Package, backend: str = "auto", precision: str = "auto
     """
     if backend not in BACKENDS:
         raise ConfigError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}")
-    has_engine = any(v["kind"] == "tensorrt" for v in package.variants)
+    has_engine = package.has_kind("tensorrt")
     if backend == "tensorrt":
         return TensorRTBackend(package, precision)
     if backend == "auto" and has_engine and _trt_installed():
@@ -268,7 +258,7 @@ def open_backend(package: Package, backend: str = "auto", precision: str = "auto
         except AknetError as exc:
             log.warning("backend auto: TensorRT engines unusable here (%s); using onnxruntime", exc)
     if backend == "auto" and "providers" not in options:
-        options["providers"] = ort_providers(prefer_gpu=os.environ.get("AKNET_ORT_CPU", "") not in ("1", "true"))
+        options["providers"] = ort_providers(prefer_gpu=not settings.flag("AKNET_ORT_CPU"))
     chosen = OnnxRuntimeBackend(package, precision, **options)
     if backend == "auto":
         log.info("backend auto: onnxruntime %s with %s (split graphs: %s)", chosen.precision,

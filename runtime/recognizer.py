@@ -41,7 +41,6 @@ from typing import Any
 import numpy as np
 
 from aknet_edge import package as packaging
-from aknet_edge.config import ClipSpec
 from aknet_edge.errors import ConfigError
 from aknet_edge.preprocess import preprocess_frame
 
@@ -150,10 +149,7 @@ class Recognizer:
             raise ConfigError(f"Recognizer: unknown options {unknown}; known: {sorted(names)}")
         self.options = opts = RecognizerOptions(**options)
         self.package = packaging.load(package_dir)
-        pre = self.package.manifest["preprocessing"]
-        size = pre["size"][0] if isinstance(pre["size"], (list, tuple)) else pre["size"]
-        self.spec = ClipSpec(int(pre["frames"]), int(size), float(pre["span_s"]), tuple(pre["mean"]),
-                             tuple(pre["std"]), pre.get("color", "RGB"))
+        self.spec = self.package.clip_spec
         self.labels = self.package.labels
         self.event_config = EventConfig(**{f: getattr(opts, f) for f in _EVENT_FIELDS})
         self._source_arg = source

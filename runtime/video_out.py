@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 
 from aknet_edge.errors import AknetError, ConfigError
+from aknet_edge.media import FOURCC
 
 log = logging.getLogger(__name__)
 
-FOURCC = {".avi": "MJPG", ".mp4": "mp4v", ".mkv": "MJPG"}
 
 
 class VideoOutputError(AknetError, OSError):

@@ -36,6 +36,7 @@ import numpy as np
 
 from aknet_edge.config import ClipSpec
 from aknet_edge.errors import ConfigError
+from aknet_edge.sampling import TimeGrid, sample_period
 
 from .backends import Backend, State
 from .sources import Frame
@@ -56,49 +57,36 @@ class Sample:
 class GridSampler:
     """Resolves grid times ``t0 + k * period`` to the nearest frame, each exactly once.
 
-    A grid time is resolved as soon as a frame at or after it arrives (then the
-    nearest of that frame and the previous one is known). A gap longer than
-    ``max_gap_s`` (a reconnect, a stalled file) or a clock going backwards
+    The rule itself is :class:`aknet_edge.sampling.TimeGrid`, shared with training and
+    calibration (the same T frames of a video make a training clip and the live window). A
+    gap longer than ``max_gap_s`` (a reconnect, a stalled file) or a clock going backwards
     restarts the grid, and the window must fill again.
     """
 
     def __init__(self, frames: int, span_s: float, max_gap_s: float | None = None) -> None:
-        if frames < 1 or span_s <= 0:
-            raise ConfigError(f"clip of {frames} frames over {span_s} s: expected frames >= 1, span > 0")
-        self.period = span_s / (frames - 1) if frames > 1 else span_s
+        self.period = sample_period(frames, span_s)
         self.max_gap_s = span_s if max_gap_s is None else max_gap_s
-        self.t0: float | None = None
-        self.next_k = 0
-        self.prev: Frame | None = None
+        self._grid: TimeGrid[Frame] = TimeGrid(self.period)
         self.resets = 0
 
+    @property
+    def t0(self) -> float | None:
+        return self._grid.t0
+
     def reset(self) -> None:
-        self.t0, self.next_k, self.prev = None, 0, None
+        self._grid.reset()
 
     def push(self, frame: Frame) -> tuple[list[Sample], bool]:
         """New frame -> (newly resolved samples, whether the grid restarted)."""
         t = frame.timestamp
         restarted = False
-        if self.prev is not None and (t < self.prev.timestamp or t - self.prev.timestamp > self.max_gap_s):
-            log.info("sample grid restarted: frame at %.3f s after %.3f s", t, self.prev.timestamp)
+        last = self._grid.last_time
+        if last is not None and (t < last or t - last > self.max_gap_s):
+            log.info("sample grid restarted: frame at %.3f s after %.3f s", t, last)
             self.reset()
             self.resets += 1
             restarted = True
-        if self.t0 is None:
-            self.t0, self.next_k, self.prev = t, 1, frame
-            return [Sample(0, t, frame)], restarted
-        out: list[Sample] = []
-        eps = 1e-9 * max(1.0, abs(t))
-        while True:
-            g = self.t0 + self.next_k * self.period
-            if g > t + eps:
-                break
-            assert self.prev is not None
-            chosen = self.prev if (g - self.prev.timestamp) < (t - g) else frame
-            out.append(Sample(self.next_k, g, chosen))
-            self.next_k += 1
-        self.prev = frame
-        return out, restarted
+        return [Sample(r.k, r.time, r.item) for r in self._grid.push(t, frame)], restarted
 
 
 @dataclass

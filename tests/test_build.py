@@ -9,7 +9,9 @@ import onnx
 import pytest
 
 from aknet_edge import package
-from aknet_edge.build import BuildOptions, build, engine_cache_key, grid_positions, keypoint_iou
+from aknet_edge.build import BuildOptions, build
+from aknet_edge.engine import engine_cache_key
+from aknet_edge.evaluate import grid_positions, keypoint_iou
 from aknet_edge.export.check import check, errors
 from aknet_edge.export.targets import TENSORRT_TARGETS
 
@@ -46,7 +48,7 @@ def test_precision_graphs_pass_every_tensorrt_check(pkg):
     for v in p.variants:
         g = onnx.load(str(p.path(v)))
         for t in TENSORRT_TARGETS:
-            assert not errors(check(g, t)), (v["file"], t)
+            assert not errors(check(g, t)), (v.file, t)
     int8 = onnx.load(str(p.path(p.variant("int8"))))
     assert any(n.op_type == "QuantizeLinear" for n in int8.graph.node)
     # the keypoint path stays float: no Q/DQ feeds the scorer, TopK or the coordinate projection
@@ -88,7 +90,8 @@ def test_tampered_package_is_refused(pkg, tmp_path):
 def test_engine_mismatch_message(pkg):
     out, _ = pkg
     p = package.load(out)
-    entry = {"tensorrt_version": "10.3.0", "gpu": "Orin"}
+    entry = package.Variant("model.int8.engine", "int8", "tensorrt", "0" * 64,
+                            engine=package.EngineInfo(tensorrt_version="10.3.0", gpu="Orin"))
     with pytest.raises(package.PackageError, match=r"built for TensorRT 10.3.0 on Orin; this is 11.4.0 on RTX 4090: rebuild"):
         p.check_engine(entry, "11.4.0", "RTX 4090")
     p.check_engine(entry, "10.3.1", "Orin")  # same major.minor and GPU: fine

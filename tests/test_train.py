@@ -5,7 +5,8 @@ import pytest
 import cv2
 
 from aknet_edge.config import preset
-from aknet_edge.data import LabelledFolder, read_clip
+from aknet_edge.data import LabelledFolder
+from aknet_edge.sampling import read_clip
 from aknet_edge.errors import DataError
 from aknet_edge.train import TrainConfig, train
 
@@ -43,7 +44,7 @@ def test_labelled_folder_of_videos_and_frame_folders(tmp_path):
     assert folder.classes == ("left", "right")
     x, y, bad = folder.load(preset("demo-tiny").clip)
     assert x.shape == (2, 8, 3, 112, 112) and y.tolist() == [0, 1] and bad == 1
-    clip = read_clip(frames, 8)
+    clip = read_clip(frames, preset("demo-tiny").clip)
     assert clip.shape == (8, 40, 40, 3) and clip[0, 0, 0, 0] == 0 and clip[-1, 0, 0, 0] == 160
 
 

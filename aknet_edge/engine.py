@@ -1,0 +1,89 @@
+"""The on-device step of the build: compile (or reuse) a TensorRT engine for a package's graph.
+
+Why a module of its own: it runs in two places -- at the end of a full build
+on a machine with TensorRT, and alone on the robot (``build --from PACKAGE``),
+where torch is absent. So it imports neither torch nor the export code; every
+TensorRT call goes through :mod:`aknet_edge.runtime.trt`.
+
+Engines depend on the TensorRT version and the GPU, so they are cached under
+``AKNET_EDGE_CACHE/engines`` keyed by everything that changes the engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
+
+from . import settings
+from .io_utils import atomic_write_bytes
+from .package import ENGINE_PRECISION_FOR, EngineInfo, GraphIO, Variant, sha256_file
+
+log = logging.getLogger(__name__)
+CALIB_MODES = ("explicit", "implicit")  # explicit: INT8 Q/DQ graph (every TensorRT); implicit: TensorRT calibrator
+
+
+def cache_dir() -> Path:
+    """Engines and timing caches live here (created on first use)."""
+    root = settings.cache_dir() / "engines"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def engine_cache_key(onnx_sha256: str, precision: str, shapes: dict, tensorrt_version: str, gpu: str,
+                     compute_capability: str) -> str:
+    """Engines are tied to TensorRT version and GPU: cache them by everything that changes the engine."""
+    blob = json.dumps([onnx_sha256, precision, shapes, tensorrt_version, gpu, compute_capability], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def engine_precision(requested: str, available: Iterable[str]) -> str:
+    """The engine precision for a ``--precision`` request, given the graph precisions the package has."""
+    want = ENGINE_PRECISION_FOR.get(requested, requested)
+    return want if want in set(available) else "fp32"
+
+
+def compile_engine(pkg_dir: Path, files: Mapping[str, Path], precision: str, batch: Tuple[int, int, int],
+                   workspace_mb: int, dla: Optional[int], calib_mode: str = "explicit",
+                   calibration_clips: Optional[Iterable[Any]] = None, calib_method: str = "entropy") -> Variant:
+    """Build (or reuse from the engine cache) a TensorRT engine into ``pkg_dir``; returns its variant record.
+
+    ``files`` maps precisions to the package's whole-clip graphs. With ``calib_mode="implicit"`` and INT8
+    (TensorRT 8.5-10.x), TensorRT calibrates the FP32 graph itself from ``calibration_clips`` (each one
+    (T, 3, S, S)), and the calibration cache is kept in the package.
+    """
+    from .runtime import trt as trt_mod
+    from .runtime.device_memory import gpu_identity
+
+    calibrator, cache_file = None, None
+    if calib_mode == "implicit" and precision == "int8":
+        if calibration_clips is None:
+            raise ValueError("implicit INT8 calibration needs calibration_clips")
+        cache_file = "calibration.cache"
+        method = calib_method if calib_method in ("entropy", "minmax") else "entropy"
+        calibrator = trt_mod.make_calibrator(method, (c[None] for c in calibration_clips), pkg_dir / cache_file)
+        files = {**files, "int8": files["fp32"]}
+    onnx_path = files[precision]
+    version = trt_mod.format_version(trt_mod.trt_version())
+    gpu, cc = gpu_identity()
+    io = GraphIO.from_onnx(onnx_path).inputs[0]
+    settings_ = trt_mod.BuildSettings(precision=precision, input_name=io.name, input_shape=tuple(io.shape[1:]),
+                                      batch=batch, workspace_bytes=workspace_mb << 20, dla_core=dla,
+                                      timing_cache=cache_dir() / f"timing-{version}-{cc}.cache")
+    key = engine_cache_key(sha256_file(onnx_path), precision, {"input": list(io.shape), "batch": list(batch),
+                           "dla": dla, "calib": calib_mode}, version, gpu, cc)
+    cached = cache_dir() / f"{key}.engine"
+    if cached.exists() and calibrator is None:
+        log.info("reusing cached engine %s (same ONNX, precision, shapes, TensorRT %s, %s)", cached.name, version, gpu)
+        data = cached.read_bytes()
+    else:
+        log.info("building a %s TensorRT %s engine on %s (sm %s); this takes minutes", precision, version, gpu, cc)
+        data = trt_mod.build_serialized_engine(onnx_path, settings_, calibrator=calibrator)
+        atomic_write_bytes(cached, data)
+    name = f"model.{precision}.engine"
+    atomic_write_bytes(pkg_dir / name, data)
+    flags: Dict[str, Any] = {"batch": list(batch), "workspace_mb": workspace_mb, "dla": dla}
+    info = EngineInfo(version, gpu, cc, key, calib_mode, cache_file, flags)
+    return Variant.of_file(pkg_dir, name, precision, "tensorrt", engine=info)
