@@ -12,6 +12,6 @@ import logging
 from .errors import AknetError
 
 __all__ = ["AknetError", "__version__"]
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -28,7 +28,7 @@ from . import graph_io
 from . import package as pk
 from .calibration.options import (CALIB_METHODS, DEFAULT_METHOD, DEFAULT_PERCENTILE, SYNTHETIC, check_method,
                                   check_percentile)
-from .cli_common import add_model_args, config_from_args, defaults_of, run_cli
+from .cli_common import add_model_args, config_from_args, defaults_of, quiet_onnxruntime, run_cli
 from .config import ModelConfig
 from .engine import CALIB_MODES, compile_engine, engine_precision
 from .errors import AknetError, ConfigError, DataError
@@ -230,7 +230,7 @@ def build(opts: BuildOptions) -> BuildResult:
             steps.set_postfix_str("fp16")
             from .calibration.precision import convert_fp16
 
-            files["fp16"] = save(convert_fp16(graph), tmp / "model.fp16.onnx")
+            files["fp16"] = save(convert_fp16(graph, _float_nodes(model, graph, "fp16")), tmp / "model.fp16.onnx")
         steps.update()
         methods: Dict[str, str] = {}
         calibration = None
@@ -277,7 +277,7 @@ def _quantize(opts: BuildOptions, model, graph, tmp: Path, out: Path, files: Dic
     cfg: ModelConfig = model.cfg
     cal = load_calibration_set(opts.calib, cfg.clip, opts.calib_clips, opts.calib_seed,
                                cache_dir=out.parent / ".aknet_calib_cache", progress=opts.progress)
-    keep_float = _int8_float_nodes(model, graph)
+    keep_float = _float_nodes(model, graph, "int8")
     files["int8"] = save(quantize_int8(graph, cal.clips, opts.calib_method, keep_float, opts.calib_percentile),
                          tmp / "model.int8.onnx")
     methods["int8"] = opts.calib_method
@@ -291,10 +291,11 @@ def _quantize(opts: BuildOptions, model, graph, tmp: Path, out: Path, files: Dic
                           opts.calib_percentile if opts.calib_method == "percentile" else None)
 
 
-def _int8_float_nodes(model, graph):
-    from .calibration.precision import scorer_feed_prefixes
+def _float_nodes(model, graph, precision: str):
+    """Node names of the modules the model declares ``precision`` keeps in FP32 (``model.float_modules``)."""
+    from .export.module_nodes import nodes_of_modules
 
-    return scorer_feed_prefixes(model.cfg.cut) if model.cfg.arch == "aknet" else ()
+    return nodes_of_modules(graph, model.float_modules(precision))
 
 
 def _maybe_engine(opts: BuildOptions, tmp: Path, files: Dict[str, Path],
@@ -413,6 +414,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from .evaluate import format_accuracy
 
     args = parser().parse_args(argv)
+    quiet_onnxruntime()
     config = config_from_args(args) if (args.config or args.preset or args.overrides or args.arch) else None
     opts = options_from_args(args, config)
     if args.from_pkg:

@@ -108,6 +108,18 @@ def defaults_of(cls: type) -> dict:
     return out
 
 
+def quiet_onnxruntime() -> None:
+    """Keep ONNX Runtime's optimizer notices (from constant folding and calibration sessions) off a CLI's output.
+
+    Process-wide, so only CLIs call it; library calls leave ONNX Runtime's log level as the application set it.
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return
+    ort.set_default_logger_severity(3)
+
+
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Run a CLI: log to stderr, known errors as one message and exit 2, Ctrl-C as 130."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)

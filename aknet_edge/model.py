@@ -20,6 +20,10 @@ from .backbone import FrameEncoder, State, make_stage, stage_channels
 from .config import ModelConfig
 from .errors import ConfigError, InputShapeError
 
+REDUCED_PRECISIONS = ("fp16", "int8")
+STEM_CONV = "encoder.conv1"  # timm's ``first_conv``: the layer that sees the raw image
+KEYPOINT_PATH = ("scorer", "coord_proj")  # AK-Net's keypoint scoring and coordinate embedding
+
 
 def compact_kernel(w2d: Tensor, mode: str = "sum") -> Tensor:
     """Turn a 2D conv weight (O, I, kh, kw) into a 1D one (O, I, kh).
@@ -134,6 +138,31 @@ class AKNet(nn.Module):
             z, _ = getattr(self, f"layer{i}")(z)
         return self.fc(self.dropout(z.mean(dim=(2, 3))))
 
+    @staticmethod
+    def float_modules_for(cfg: ModelConfig, precision: str) -> tuple[str, ...]:
+        """Module paths (as in ``named_modules()``) that a ``precision`` graph keeps in FP32.
+
+        Both FP16 and INT8 keep the keypoint path (``scorer``, ``coord_proj``):
+        top-K over a peaked, near-tied score distribution flips on small
+        errors. INT8 also keeps the stem convolution (it quantizes the raw
+        image; its BatchNorm is folded into it, and ReLU and max-pool are not
+        quantized) and ``encoder.layer{cut}``, the stage whose output the scorer
+        reads. Measured on the demo (percentile calibration, README's INT8
+        table from ``bench/int8_report.py``), the kept keypoints' IoU with FP32
+        is 0.815 with the encoder fully quantized, 0.859 with only the stage
+        kept and 0.910 with both.
+        ``aknet_edge.export.module_nodes.nodes_of_modules`` maps these paths to
+        graph nodes and fails when one names nothing, so renaming an attribute
+        here cannot silently quantize the whole graph.
+        """
+        if precision == "fp16":
+            return KEYPOINT_PATH
+        return (STEM_CONV, f"encoder.layer{cfg.cut}", *KEYPOINT_PATH)
+
+    def float_modules(self, precision: str = "int8") -> tuple[str, ...]:
+        """This model's reduced-precision contract; see :meth:`float_modules_for`."""
+        return float_modules(self.cfg, precision)
+
     def encode_frame(self, frame: Tensor, states: State | None = None) -> tuple[Tensor, State]:
         """Frames (F, 3, H, W) -> features (R, C, h, w) and the next online shift state.
 
@@ -177,6 +206,20 @@ class TSMBaseline(nn.Module):
         logits = self.fc(self.dropout(F.adaptive_avg_pool2d(y, 1).flatten(1)))
         return logits.view(-1, t, self.cfg.num_classes).mean(dim=1)  # static class dim in the export
 
+    @staticmethod
+    def float_modules_for(cfg: ModelConfig, precision: str) -> tuple[str, ...]:
+        """Nothing: the baseline quantizes fully.
+
+        AK-Net's float modules protect its keypoint selection (the measured
+        gain is keypoint overlap with FP32); the baseline selects nothing, and
+        no measurement asks to keep any of its stages in float.
+        """
+        return ()
+
+    def float_modules(self, precision: str = "int8") -> tuple[str, ...]:
+        """This model's reduced-precision contract; see :meth:`float_modules_for`."""
+        return float_modules(self.cfg, precision)
+
 
 def _grid_coords(grid: tuple[int, int, int]) -> Tensor:
     from .keys import grid_coords, normalised_coords
@@ -186,9 +229,23 @@ def _grid_coords(grid: tuple[int, int, int]) -> Tensor:
     return torch.from_numpy(normalised_coords(flat[:, 0] * h * w + flat[:, 1] * w + flat[:, 2], grid))
 
 
+ARCHITECTURES: dict[str, type[nn.Module]] = {"aknet": AKNet, "tsm": TSMBaseline}
+
+
 def build_model(cfg: ModelConfig) -> nn.Module:
     """The registry: config in, untrained model out."""
-    return AKNet(cfg) if cfg.arch == "aknet" else TSMBaseline(cfg)
+    return ARCHITECTURES[cfg.arch](cfg)
+
+
+def float_modules(cfg: ModelConfig, precision: str = "int8") -> tuple[str, ...]:
+    """Module paths a ``precision`` (``fp16`` or ``int8``) graph of ``cfg``'s model keeps in FP32.
+
+    A function of the config, so code holding only a config (a graph's
+    builder, a benchmark) reads the same declaration the model class makes.
+    """
+    if precision not in REDUCED_PRECISIONS:
+        raise ConfigError(f"precision {precision!r}: expected one of {', '.join(REDUCED_PRECISIONS)}")
+    return ARCHITECTURES[cfg.arch].float_modules_for(cfg, precision)
 
 
 def logits_of(output: Tensor | tuple[Tensor, ...]) -> Tensor:

@@ -38,7 +38,7 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     seed: int = 0
-    threads: int = 2
+    threads: int = 2  # torch intra-op threads while training (restored afterwards); measured fastest on 2 cores
     label_smoothing: float = 0.05
     warmup: float = 0.05  # fraction of steps spent warming up the learning rate
 
@@ -53,9 +53,18 @@ class TrainResult:
 def train(cfg: ModelConfig, tc: TrainConfig, data: str = "synthetic", out: str | Path | None = None,
           progress: bool = True, init: torch.nn.Module | None = None) -> TrainResult:
     """Train with a fixed seed (from scratch, or continuing ``init``); checkpoint every epoch when ``out`` is given."""
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(tc.threads)
+    try:
+        return _train(cfg, tc, data, out, progress, init)
+    finally:
+        torch.set_num_threads(previous_threads)  # a library call leaves the process as it found it
+
+
+def _train(cfg: ModelConfig, tc: TrainConfig, data: str, out: str | Path | None, progress: bool,
+           init: torch.nn.Module | None) -> TrainResult:
     torch.manual_seed(tc.seed)
     np.random.seed(tc.seed)
-    torch.set_num_threads(tc.threads)
     folder = None
     if data != "synthetic":
         folder = LabelledFolder.scan(data)  # the folder's sub-folders are the classes

@@ -4,7 +4,9 @@ One run, side by side: the FP32 graph, FP16, and INT8 Q/DQ with MinMax,
 Entropy and Percentile (99.99) calibration, each INT8 once with the stem and the
 scorer's feeding stage kept FP32 (the default) and once fully quantized, plus
 Percentile at ONNX Runtime's own 99.999 and the previous default (only the
-feeding stage in float) for comparison. Speed is the median batch-1 latency,
+feeding stage in float) for comparison. Every variant is a set of module paths
+(the model's ``float_modules("int8")`` declaration, or it less the stem and/or
+the stage) mapped to graph nodes by ``nodes_of_modules``. Speed is the median batch-1 latency,
 2 threads, all variants timed in interleaved blocks (bench/timing.py). Prints a
 table and writes JSON.
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -22,15 +25,35 @@ from pathlib import Path
 import onnx
 import onnxruntime as ort
 
-from aknet_edge.build import BASE_LOWERING, evaluate_variants
+from aknet_edge.build import BASE_LOWERING
 from aknet_edge.calibration import convert_fp16, load_calibration_set, quantize_int8
-from aknet_edge.calibration.precision import scorer_feed_prefixes
 from aknet_edge.checkpoint import DEMO_WEIGHTS, load_checkpoint
-from aknet_edge.evaluate import heldout_synthetic
+from aknet_edge.evaluate import evaluate_variants, heldout_synthetic
 from aknet_edge.export.lower import lower
+from aknet_edge.export.module_nodes import nodes_of_modules
 from aknet_edge.export.onnx_export import to_onnx
 from aknet_edge.io_utils import atomic_write_text
+from aknet_edge.model import STEM_CONV
 from timing import interleaved_ms  # bench/timing.py
+
+log = logging.getLogger("int8_report")
+
+
+def float_module_ablations(model) -> dict[str, tuple[str, ...]]:
+    """Label -> module paths kept FP32: the model's INT8 declaration, and it less the stem and/or the feeding stage.
+
+    The keypoint path stays float in every variant (as in the build); "all
+    quantized" means the whole encoder. Fails if the declaration no longer
+    names the stem or the stage, so the labels cannot drift from what runs.
+    """
+    declared = model.float_modules("int8")
+    stage = f"encoder.layer{model.cfg.cut}"
+    missing = [p for p in (STEM_CONV, stage) if p not in declared]
+    if missing:
+        raise SystemExit(f"the model's INT8 float modules {declared} lack {missing}: update this report's variants")
+    return {"stem + stage kept fp32": declared,
+            "all quantized": tuple(p for p in declared if p not in (STEM_CONV, stage)),
+            "only stage kept fp32": tuple(p for p in declared if p != STEM_CONV)}
 
 
 def _session(path: Path, threads: int) -> ort.InferenceSession:
@@ -55,21 +78,23 @@ def main(argv: list[str] | None = None) -> int:
     graph = lower(to_onnx(model), BASE_LOWERING)
     cal = load_calibration_set("synthetic", cfg.clip, args.calib_clips)
     x, y = heldout_synthetic(cfg, args.eval_clips_per_class)
-    tail = scorer_feed_prefixes(cfg.cut)
+    keep = {label: nodes_of_modules(graph, paths) for label, paths in float_module_ablations(model).items()}
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         files = {"fp32": t / "fp32.onnx", "fp16": t / "fp16.onnx"}
         onnx.save(graph, files["fp32"])
-        onnx.save(convert_fp16(graph), files["fp16"])
+        onnx.save(convert_fp16(graph, nodes_of_modules(graph, model.float_modules("fp16"))), files["fp16"])
         methods = {}
-        variants = [(m, label, extra, 99.99) for m in ("minmax", "entropy", "percentile")
-                    for label, extra in (("stem + stage kept fp32", tail), ("all quantized", ()))]
-        variants += [("percentile", "stem + stage kept fp32, 99.999", tail, 99.999),
-                     ("percentile", "only stage kept fp32", tail[1:], 99.99)]
-        for i, (method, label, extra, pct) in enumerate(variants):
+        default = keep["stem + stage kept fp32"]
+        variants = [(m, label, keep[label], 99.99) for m in ("minmax", "entropy", "percentile")
+                    for label in ("stem + stage kept fp32", "all quantized")]
+        variants += [("percentile", "stem + stage kept fp32, 99.999", default, 99.999),
+                     ("percentile", "only stage kept fp32", keep["only stage kept fp32"], 99.99)]
+        for i, (method, label, nodes, pct) in enumerate(variants):
             name = f"int8 {method}, {label}"
             files[name] = t / f"int8-{i}.onnx"
-            onnx.save(quantize_int8(graph, cal.clips, method, extra, pct), files[name])
+            log.info("%s: %d declared nodes kept fp32", name, len(nodes))
+            onnx.save(quantize_int8(graph, cal.clips, method, nodes, pct), files[name])
             methods[name] = method
         reports = evaluate_variants(files, x, y, methods, cfg.grid)
         one = x[:1]

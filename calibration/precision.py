@@ -4,9 +4,14 @@ TensorRT 11 removed the FP16/INT8 builder flags and implicit calibration, so
 both variants are made here as ONNX graphs that a strongly typed build takes
 as they are, and that ONNX Runtime runs for the accuracy report.
 
-Kept in float in both: keypoint scoring (``/scorer``), the coordinate path
-(``/coord_proj``), and every node of selection and ranking (TopK, gathers,
-scatters, prefix sums).
+What stays in float comes from two places. The model declares module paths
+(``model.float_modules("int8")`` / ``("fp16")`` in ``aknet_edge/model.py``),
+which the caller maps to node names with
+``aknet_edge.export.module_nodes.nodes_of_modules`` and passes here as
+``keep_float_nodes``; this module knows no module names. The graph itself
+decides the rest: every node of keypoint selection and ranking (the aknet
+custom nodes and their inlined bodies) and the selection op types (TopK,
+gathers, scatters, prefix sums), which have no module to name.
 """
 
 from __future__ import annotations
@@ -15,38 +20,36 @@ import contextlib
 import io
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import onnx
 
 from aknet_edge.errors import ConfigError, DataError
+from aknet_edge.export.functions import RANK, SELECT
+
+from .options import CALIB_METHODS, DEFAULT_PERCENTILE, check_method, check_percentile
 
 log = logging.getLogger(__name__)
-CALIB_METHODS = ("minmax", "entropy", "percentile")
-FLOAT_PREFIXES = ("/scorer", "/coord_proj", "/KeypointSelect", "/KeypointRank")
+CUSTOM_OP_SCOPES = tuple(f"/{op}" for op in (SELECT, RANK))  # the custom nodes and, once inlined, their bodies
 FLOAT_OP_TYPES = ("TopK", "CumSum", "ScatterElements", "GatherElements", "Gather", "Softmax", "Min", "Expand")
 
 
-def float_kept_nodes(model: onnx.ModelProto, extra_prefixes: tuple[str, ...] = ()) -> list[str]:
-    """Names of nodes that must stay FP32: the keypoint scoring, selection, ranking and coordinate path."""
-    prefixes = FLOAT_PREFIXES + tuple(extra_prefixes)
-    return [n.name for n in model.graph.node if n.name.startswith(prefixes) or n.op_type in FLOAT_OP_TYPES]
+def float_kept_nodes(model: onnx.ModelProto, keep_float_nodes: Sequence[str] = ()) -> list[str]:
+    """Names of the nodes that stay FP32, in graph order: ``keep_float_nodes`` plus selection and ranking.
 
-
-DEFAULT_PERCENTILE = 99.99
-
-
-def scorer_feed_prefixes(cut: int) -> tuple[str, ...]:
-    """Encoder nodes INT8 keeps in float by default: the stem and the stage whose output the scorer reads.
-
-    Top-K over near-equal attention scores is sensitive to small feature
-    errors. The stem quantizes the raw image and the last stage feeds the
-    scorer directly; keeping both in float lifts the demo's keypoint overlap
-    with FP32 from 0.85 to 0.91 (``bench/int8_report.py`` measures the variants).
+    Raises ConfigError for a name not in the graph: a stale list would
+    otherwise quantize what it meant to keep.
     """
-    return ("/encoder/conv1", f"/encoder/layer{cut}/")
+    names = {n.name for n in model.graph.node}
+    unknown = [k for k in keep_float_nodes if k not in names]
+    if unknown:
+        raise ConfigError(f"keep_float_nodes names {len(unknown)} node(s) not in the graph, e.g. {unknown[:3]}; "
+                          "map module paths with aknet_edge.export.module_nodes.nodes_of_modules on this graph")
+    keep = set(keep_float_nodes)
+    return [n.name for n in model.graph.node
+            if n.name in keep or n.name.startswith(CUSTOM_OP_SCOPES) or n.op_type in FLOAT_OP_TYPES]
 
 
 class _Reader:
@@ -65,23 +68,24 @@ class _Reader:
 
 
 def quantize_int8(model: onnx.ModelProto, clips: np.ndarray, method: str = "minmax",
-                  extra_float_prefixes: tuple[str, ...] = (), percentile: float = DEFAULT_PERCENTILE) -> onnx.ModelProto:
+                  keep_float_nodes: Sequence[str] = (), percentile: float = DEFAULT_PERCENTILE) -> onnx.ModelProto:
     """Static INT8 Q/DQ: symmetric INT8 activations, per-channel symmetric INT8 weights, zero points 0.
 
+    ``keep_float_nodes``: node names to leave in FP32, normally
+    ``nodes_of_modules(model, aknet_model.float_modules("int8"))``; selection
+    and ranking nodes stay FP32 regardless (:func:`float_kept_nodes`).
     ``percentile`` (method ``percentile``): the share of each activation histogram the range covers;
     99.99 clips fewer outliers away than ONNX Runtime's 99.999 default and measured better on the demo.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    if method not in CALIB_METHODS:
-        raise ConfigError(f"--calib-method {method!r}: expected one of {', '.join(CALIB_METHODS)}")
+    check_method(method)
     if len(clips) == 0:
         raise DataError("no calibration clips: INT8 needs real clips to measure activation ranges")
-    if not 90.0 <= percentile < 100.0:
-        raise ConfigError(f"--calib-percentile {percentile}: expected a value in [90, 100), e.g. 99.99")
+    check_percentile(percentile)
     cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
           "percentile": CalibrationMethod.Percentile}[method]
-    keep = float_kept_nodes(model, extra_float_prefixes)
+    keep = float_kept_nodes(model, keep_float_nodes)
     with tempfile.TemporaryDirectory(prefix="aknet-q-") as tmp:
         src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
         onnx.save(model, src)
@@ -102,11 +106,14 @@ def quantize_int8(model: onnx.ModelProto, clips: np.ndarray, method: str = "minm
     return q
 
 
-def convert_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
-    """FP16 weights and activations, FP32 graph I/O, the keypoint path blocked from conversion."""
+def convert_fp16(model: onnx.ModelProto, keep_float_nodes: Sequence[str] = ()) -> onnx.ModelProto:
+    """FP16 weights and activations, FP32 graph I/O, the keypoint path blocked from conversion.
+
+    ``keep_float_nodes``: as for :func:`quantize_int8`, from ``model.float_modules("fp16")``.
+    """
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    keep = float_kept_nodes(model)
+    keep = float_kept_nodes(model, keep_float_nodes)
     out = convert_float_to_float16(model, keep_io_types=True, node_block_list=keep, disable_shape_infer=False)
     out.producer_name = "aknet_edge"
     return out

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from aknet_edge.cli_common import add_model_args, config_from_args, run_cli
+from aknet_edge.cli_common import add_model_args, config_from_args, quiet_onnxruntime, run_cli
 from aknet_edge.errors import AknetError, ConfigError
 
 from .targets import TARGETS
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", metavar="DIR", help="also write frame_encoder.onnx and clip_head.onnx here")
     p.add_argument("--check", metavar="MODEL", nargs="?", const="", help="check an ONNX file against --target")
     args = p.parse_args(argv)
+    quiet_onnxruntime()
 
     if args.check is not None:
         return _check(args)

@@ -157,9 +157,6 @@ def _fold(m: onnx.ModelProto) -> onnx.ModelProto:
     """Constant folding and dead-node cleanup with onnx-graphsurgeon (TopK's K becomes an initializer)."""
     import onnx_graphsurgeon as gs
 
-    import onnxruntime as ort
-
-    ort.set_default_logger_severity(3)  # folding runs subgraphs in ORT; its optimizer notices are noise here
     _typed_constants(m.graph)
     graph = gs.import_onnx(m)
     graph.fold_constants().cleanup().toposort()

@@ -1,12 +1,23 @@
-"""What each deployment target's ONNX importer accepts (see shared/design/tensorrt.md)."""
+"""What each deployment target's ONNX importer accepts (see shared/design/tensorrt.md).
+
+Targets are data: ONNX Runtime plus one target per TensorRT release in
+:data:`aknet_edge.trt_eras.RELEASES`. Every rule below asks that table whether
+the target's version has a feature, so a version threshold is written once,
+there, and shared with runtime/trt/.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
 
+from aknet_edge import trt_eras
 from aknet_edge.errors import ConfigError
+from aknet_edge.trt_eras import TOPK_MAX_K
 
-TOPK_MAX_K = 3840  # TensorRT's TopK limit in every version
+__all__ = ["TOPK_MAX_K", "ONNXRUNTIME_MAX_OPSET", "Target", "TARGETS", "TENSORRT_TARGETS", "get_target"]
+
+ONNXRUNTIME_MAX_OPSET = 21
 
 
 @dataclass(frozen=True)
@@ -14,48 +25,54 @@ class Target:
     """One engine family's import rules."""
 
     name: str
-    tensorrt: tuple[int, int] | None  # None: ONNX Runtime
+    tensorrt: Optional[Tuple[int, int]]  # None: ONNX Runtime
     max_opset: int
-    functions: str  # "run" (ORT inlines them), "ignored" (8.x), "body" (9.0-10.6), "plugin-first" (10.7+)
 
     @property
     def is_tensorrt(self) -> bool:
         return self.tensorrt is not None
 
+    def _lacks(self, feature: str) -> bool:
+        """True for a TensorRT target whose version lacks ``feature``; ONNX Runtime lacks nothing here."""
+        return self.tensorrt is not None and not trt_eras.available(feature, self.tensorrt)
+
     @property
-    def topk_max_k(self) -> int | None:
+    def functions(self) -> str:
+        """How custom nodes with function bodies import: "run" (ORT inlines them), "ignored" (8.x),
+        "body" (9.0-10.6), "plugin-first" (10.7+)."""
+        if self.tensorrt is None:
+            return "run"
+        if self._lacks("onnx_functions"):
+            return "ignored"
+        return "body" if self._lacks("plugin_before_function") else "plugin-first"
+
+    @property
+    def topk_max_k(self) -> Optional[int]:
         return TOPK_MAX_K if self.is_tensorrt else None
 
     @property
     def needs_constant_k(self) -> bool:
-        return self.tensorrt is not None and self.tensorrt < (8, 6)
+        return self._lacks("runtime_topk_k")
 
     @property
     def casts_int64(self) -> bool:
-        return self.tensorrt is not None and self.tensorrt < (10, 0)
+        return self._lacks("int64_tensors")
 
     @property
     def requires_sorted_topk(self) -> bool:
-        return self.tensorrt is not None and self.tensorrt >= (10, 0)
+        return self._lacks("unsorted_topk")
 
     @property
     def ignores_scatternd_reduction(self) -> bool:
-        return self.tensorrt is not None and self.tensorrt < (10, 0)
+        return self._lacks("scatternd_reduction")
 
     @property
     def label(self) -> str:
-        return self.name if not self.is_tensorrt else f"TensorRT {self.tensorrt[0]}.{self.tensorrt[1]}"
+        return self.name if self.tensorrt is None else trt_eras.label(self.tensorrt)
 
 
-TARGETS: dict[str, Target] = {
-    "onnxruntime": Target("onnxruntime", None, 21, "run"),
-    "tensorrt-8.5": Target("tensorrt-8.5", (8, 5), 17, "ignored"),
-    "tensorrt-8.6": Target("tensorrt-8.6", (8, 6), 17, "ignored"),
-    "tensorrt-10.3": Target("tensorrt-10.3", (10, 3), 20, "body"),
-    # newest 10.x (10.7+ consult a plugin before a function body); opset kept conservative at 20
-    "tensorrt-10": Target("tensorrt-10", (10, 16), 20, "plugin-first"),
-    "tensorrt-11": Target("tensorrt-11", (11, 0), 20, "plugin-first"),
-}
+TARGETS: Dict[str, Target] = {"onnxruntime": Target("onnxruntime", None, ONNXRUNTIME_MAX_OPSET)}
+TARGETS.update((r.target, Target(r.target, r.version, r.max_opset)) for r in trt_eras.RELEASES)
 TENSORRT_TARGETS = tuple(n for n, t in TARGETS.items() if t.is_tensorrt)
 
 

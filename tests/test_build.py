@@ -188,3 +188,30 @@ def test_check_only_reports_every_target_clean():
     assert r.returncode == 0, r.stderr
     for t in TENSORRT_TARGETS:
         assert f"{t}: clean" in r.stdout
+
+
+@pytest.mark.parametrize("field,value,words,flag", [
+    ("calib_percentile", 100.0, "expected a value in [90, 100)", ["--calib-percentile", "100"]),
+    ("batch", (4, 1, 2), "MIN,OPT,MAX with 1 <= MIN <= OPT <= MAX", ["--batch", "4,1,2"]),
+    ("calib_clips", 0, "--calib-clips 0: expected at least 1", ["--calib-clips", "0"]),
+    ("workspace_mb", 0, "--workspace 0: expected at least 1 MiB", ["--workspace", "0"]),
+    ("dla", -1, "--dla -1: expected a DLA core number", ["--dla", "-1"]),
+    ("eval_clips_per_class", 0, "--eval-clips-per-class 0: expected at least 1", ["--eval-clips-per-class", "0"]),
+])
+def test_api_and_cli_reject_the_same_mistakes_with_the_same_words(tmp_path, field, value, words, flag):
+    from aknet_edge.errors import AknetError
+
+    with pytest.raises(AknetError) as info:
+        BuildOptions(out=tmp_path / "x", **{field: value})
+    assert words in str(info.value)
+    r = _cli("--out", str(tmp_path / "y"), *flag)
+    assert r.returncode == 2 and f"error: {info.value}" in r.stderr and not (tmp_path / "y").exists()
+
+
+def test_cli_defaults_come_from_build_options():
+    from dataclasses import fields
+
+    from aknet_edge.build import options_from_args, parser
+
+    assert options_from_args(parser().parse_args([])) == BuildOptions()
+    assert {f.name for f in fields(BuildOptions)} >= {"calib_method", "calib_percentile", "batch"}

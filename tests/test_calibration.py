@@ -101,3 +101,35 @@ def test_percentile_reaches_the_calibrator_and_is_validated():
     with pytest.raises(ConfigError, match="calib-percentile"):
         quantize_int8(model, clips, "percentile", percentile=100.0)
     onnx.checker.check_model(model)
+
+
+def _two_convs():
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1, w2 = (numpy_helper.from_array(rng.normal(size=(3, 3, 3, 3)).astype(np.float32), n) for n in ("w1", "w2"))
+    nodes = [helper.make_node("Conv", ["clip", "w1"], ["a"], pads=[1, 1, 1, 1], name="/stem/Conv"),
+             helper.make_node("Conv", ["a", "w2"], ["y"], pads=[1, 1, 1, 1], name="/body/Conv"),
+             helper.make_node("TopK", ["y", "k"], ["v", "i"], axis=3, name="/pick/TopK")]
+    k = numpy_helper.from_array(np.array([2], np.int64), "k")
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("clip", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("v", TensorProto.FLOAT, [1, 3, 8, 2])], [w1, w2, k])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_keep_float_nodes_stay_float_and_must_exist():
+    from aknet_edge.calibration import float_kept_nodes, quantize_int8
+    from aknet_edge.errors import ConfigError
+
+    model = _two_convs()
+    assert float_kept_nodes(model) == ["/pick/TopK"]  # selection op types stay float on their own
+    assert float_kept_nodes(model, ["/stem/Conv"]) == ["/stem/Conv", "/pick/TopK"]
+    clips = np.random.default_rng(1).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    q = quantize_int8(model, clips, "minmax", ["/stem/Conv"])
+    dq_out = {n.output[0] for n in q.graph.node if n.op_type == "DequantizeLinear"}
+    fed = {n.name: [i for i in n.input if i in dq_out] for n in q.graph.node if n.op_type == "Conv"}
+    assert fed["/stem/Conv"] == [] and len(fed["/body/Conv"]) == 2  # stem float; body's input and weight Q/DQ
+    with pytest.raises(ConfigError, match="not in the graph"):
+        quantize_int8(model, clips, "minmax", ["/stem"])  # a prefix is not a node name
+
+

@@ -1,9 +1,10 @@
-"""Every TensorRT name runtime/trt.py uses exists in each TensorRT version it runs on.
+"""Every TensorRT name the runtime/trt/ package uses exists in each TensorRT version it runs on.
 
 TensorRT cannot be imported here, so the check is static: ``ast`` collects the
-attribute names the module reads off the ``trt`` module and off the objects
-TensorRT hands out (``builder``, ``config``, ``engine``, ...; the naming
-convention is stated in runtime/trt.py's docstring), and compares them with
+attribute names every module of the package (runtime/trt/**/*.py) reads off
+the ``trt`` module and off the objects TensorRT hands out (``builder``,
+``config``, ``engine``, ...; the naming convention is stated in
+runtime/trt/__init__.py's docstring), and compares them with
 name lists taken from the real bindings wheels (tests/data/trt_names/extract.py)
 or, for 8.5/8.6 which have no such wheel, from NVIDIA's API docs
 (tests/data/trt_names/8.5-documented.txt).
@@ -11,8 +12,9 @@ or, for 8.5/8.6 which have no such wheel, from NVIDIA's API docs
 Which list applies is explicit: a function whose name ends in ``_trt8``,
 ``_trt86``, ``_trt10``, ``_trt11`` (or several, ``_foo_trt8_trt10``) runs only
 in those eras; code outside such helpers runs in every era and must use names
-that exist in all lists. runtime/device_memory.py is pycuda, not TensorRT, and
-is not checked.
+that exist in all lists. The era numbers are those of aknet_edge.trt_eras,
+which a test below ties to the lists. runtime/device_memory.py is pycuda, not
+TensorRT, and is not checked.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ from typing import Dict, FrozenSet, List, Optional, Set, Tuple
 
 import pytest
 
+from aknet_edge import trt_eras
+
 REPO = Path(__file__).resolve().parents[1]
-TRT_PY = REPO / "runtime" / "trt.py"
+TRT_PKG = REPO / "runtime" / "trt"
 NAMES_DIR = REPO / "tests" / "data" / "trt_names"
 DOCUMENTED = NAMES_DIR / "8.5-documented.txt"
 
-# Local names bound to TensorRT objects in runtime/trt.py (self._engine counts as engine).
+# Local names bound to TensorRT objects in runtime/trt/ (self._engine counts as engine).
 TRT_ROOTS = frozenset({
     "trt", "builder", "network", "config", "parser", "parser_error", "profile", "tensor",
     "timing_cache", "runtime", "engine", "context",
@@ -221,21 +225,49 @@ def check(source: str, lists: Optional[Dict[str, FrozenSet[str]]] = None) -> Lis
     return problems
 
 
+def trt_modules(root: Path = TRT_PKG) -> Dict[str, str]:
+    """Source of every module under ``root`` (nested packages too), keyed by path relative to ``root``."""
+    return {path.relative_to(root).as_posix(): path.read_text(encoding="utf-8")
+            for path in sorted(root.rglob("*.py"))}
+
+
+def check_package(root: Path = TRT_PKG, lists: Optional[Dict[str, FrozenSet[str]]] = None) -> List[str]:
+    """:func:`check` over every module under ``root``; each problem starts with its module's path."""
+    return [f"{name}: {problem}" for name, source in trt_modules(root).items() for problem in check(source, lists)]
+
+
 @lru_cache(maxsize=None)
-def trt_source() -> str:
-    return TRT_PY.read_text(encoding="utf-8")
+def package_uses() -> Tuple[NameUse, ...]:
+    return tuple(use for source in trt_modules().values() for use in collect(source))
 
 
-# --------------------------------------------------------------------------- runtime/trt.py
+# --------------------------------------------------------------------------- runtime/trt/
 
 
 def test_every_trt_name_exists_in_each_era_it_runs_in():
-    problems = check(trt_source())
-    assert not problems, "runtime/trt.py uses names its TensorRT versions lack:\n" + "\n".join(problems)
+    problems = check_package()
+    assert not problems, "runtime/trt/ uses names its TensorRT versions lack:\n" + "\n".join(problems)
 
 
-def test_collector_sees_the_names_trt_py_relies_on():
-    uses = collect(trt_source())
+def test_the_check_scans_every_module_of_the_package():
+    import importlib
+    import sys
+
+    importlib.import_module("aknet_edge.runtime.trt")
+    loaded = {Path(module.__file__).resolve().relative_to(TRT_PKG).as_posix()
+              for name, module in list(sys.modules.items())
+              if name == "aknet_edge.runtime.trt" or name.startswith("aknet_edge.runtime.trt.")}
+    modules = set(trt_modules())
+    assert loaded <= modules, loaded - modules
+    assert {"__init__.py", "version.py", "plan.py", "build.py", "calibrators.py", "runner.py"} <= modules
+    assert not (REPO / "runtime" / "trt.py").exists(), "runtime/trt.py would be an unscanned second copy"
+    # every module that touches TensorRT objects contributes names
+    touching = {name for name, source in trt_modules().items() if collect(source)}
+    assert {"version.py", "build.py", "build_config.py", "calibrators.py", "runner.py"} <= touching, touching
+
+
+def test_collector_sees_the_names_the_package_relies_on():
+    uses = package_uses()
     by_name: Dict[str, Set[Tuple[str, ...]]] = {}
     for use in uses:
         by_name.setdefault(use.name, set()).add(use.eras)
@@ -256,10 +288,21 @@ def test_collector_sees_the_names_trt_py_relies_on():
 
 
 def test_names_removed_in_10_are_not_used_anywhere():
-    used = {use.name for use in collect(trt_source())}
+    used = {use.name for use in package_uses()}
     removed = {"execute_async_v2", "execute_v2", "build_engine", "max_workspace_size", "max_batch_size",
                "num_bindings", "get_binding_shape", "get_binding_index", "binding_is_input", "set_binding_shape"}
     assert not used & removed
+
+
+def test_era_suffixes_and_name_lists_cover_the_era_table():
+    """A new era in aknet_edge.trt_eras must come with a suffix and a name list here, or this fails."""
+    assert {str(era.number) for era in trt_eras.API_ERAS} == set(ERAS) - {"86"}
+    assert trt_eras.SUPPORTED_SINCE == (8, 5)  # the documented 8.5 list is the oldest claimed version
+    assert trt_eras.FEATURES["version_compatible"].since == (8, 6)  # what the _trt86 suffix stands for
+    for pattern, era in (("10.3*.txt", 10), ("11.*.txt", 11)):
+        assert trt_eras.api_era(_version_key(wheel_list(pattern))) == era, pattern
+    for release in trt_eras.RELEASES:
+        assert str(trt_eras.api_era(release.version)) in ERAS, release
 
 
 def test_eras_come_from_function_suffixes():
@@ -304,6 +347,28 @@ def test_checker_reports_precision_flags_and_calibrators_in_a_trt11_helper():
     assert "int8_calibrator is not in TensorRT 11.x" in text
     assert "IInt8MinMaxCalibrator is not in TensorRT 11.x" in text
     assert "get_batch is not in TensorRT 11.x" in text
+
+
+def test_package_check_reports_a_missing_name_in_any_module(tmp_path):
+    pkg = tmp_path / "trt"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("from .ok import build\n")
+    (pkg / "ok.py").write_text("def build(trt, builder, config):\n"
+                               "    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 1)\n")
+    (pkg / "bad.py").write_text("def _flags(trt, config):\n    config.set_flag(trt.BuilderFlag.FP16)\n")
+    (pkg / "sub" / "deep.py").write_text("def _old_trt10(config):\n    config.max_workspace_size = 1 << 30\n")
+    problems = check_package(pkg)
+    assert "bad.py: line 2 (_flags): FP16 is not in TensorRT 11.x" in problems, problems
+    assert "sub/deep.py: line 2 (_old_trt10): max_workspace_size is not in TensorRT 10.3" in problems, problems
+    assert not any(p.startswith(("ok.py", "__init__.py")) for p in problems), problems
+
+
+def test_dropping_an_era_suffix_in_the_real_package_is_caught():
+    source = trt_modules()["build.py"]
+    assert "def _set_precision_flags_trt8_trt10(" in source
+    problems = check(source.replace("_set_precision_flags_trt8_trt10", "_set_precision_flags"))
+    assert any("(_set_precision_flags): FP16 is not in TensorRT 11.x" in p for p in problems), problems
+    assert any("BuilderFlag.INT8 was removed by TensorRT 11.x" in p for p in problems), problems
 
 
 def test_unsuffixed_code_is_checked_against_every_era():

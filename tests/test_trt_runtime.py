@@ -16,7 +16,9 @@ import pytest
 
 from conftest import run_py
 
+from aknet_edge import trt_eras
 from aknet_edge.errors import AknetError, ConfigError, DataError, DependencyError
+from aknet_edge.export.targets import TARGETS, TENSORRT_TARGETS
 from aknet_edge.runtime import trt as rt
 
 TRT_REASON = "TensorRT is not installed (needs NVIDIA's libraries and a GPU)"
@@ -112,6 +114,88 @@ def test_feature_error_says_what_and_which_version():
     err = rt.TensorRTFeatureError("implicit INT8 calibration", (11, 0, 0), "use Q/DQ")
     assert str(err) == "implicit INT8 calibration is not available in TensorRT 11.0.0: use Q/DQ"
     assert isinstance(err, AknetError) and isinstance(err, RuntimeError)
+
+
+# --------------------------------------------------------------------------- the era table, read by both sides
+
+
+def test_era_table_is_contiguous_and_claims_only_supported_releases():
+    eras = trt_eras.API_ERAS
+    assert [e.number for e in eras] == [8, 10, 11]
+    assert all(a.until == b.since for a, b in zip(eras, eras[1:]))
+    assert all(e.since < e.until for e in eras)
+    versions = [r.version for r in trt_eras.RELEASES]
+    assert versions == sorted(versions) and len({r.target for r in trt_eras.RELEASES}) == len(versions)
+    assert all(trt_eras.is_supported(v) for v in versions)
+    for name, feature in trt_eras.FEATURES.items():
+        bounds = [b for b in (feature.since, feature.until) if b is not None]
+        assert bounds and all(trt_eras.SUPPORTED_SINCE < b < trt_eras.SUPPORTED_UNTIL for b in bounds), name
+        assert feature.until is None or feature.since is None or feature.since < feature.until, name
+
+
+def test_runtime_takes_its_range_and_eras_from_the_table():
+    assert rt.MIN_VERSION == (8, 5, 0) and rt.MIN_VERSION[:2] == trt_eras.SUPPORTED_SINCE
+    assert rt.MAX_VERSION_EXCLUSIVE == (12, 0, 0) and rt.MAX_VERSION_EXCLUSIVE[:2] == trt_eras.SUPPORTED_UNTIL
+    for release in trt_eras.RELEASES:
+        version = release.version + (0,)
+        assert rt.check_supported(version) == version
+        assert rt.api_era(version) == trt_eras.api_era(release.version)
+
+
+def test_targets_are_the_table_releases_with_unchanged_rules():
+    assert TENSORRT_TARGETS == tuple(r.target for r in trt_eras.RELEASES)
+    for release in trt_eras.RELEASES:
+        t = TARGETS[release.target]
+        assert (t.tensorrt, t.max_opset) == (release.version, release.max_opset)
+        assert t.topk_max_k == trt_eras.TOPK_MAX_K and t.label == trt_eras.label(release.version)
+    # (functions, needs_constant_k, casts_int64, requires_sorted_topk, ignores_scatternd_reduction, max_opset)
+    expected = {
+        "onnxruntime": ("run", False, False, False, False, 21),
+        "tensorrt-8.5": ("ignored", True, True, False, True, 17),
+        "tensorrt-8.6": ("ignored", False, True, False, True, 17),
+        "tensorrt-10.3": ("body", False, False, True, False, 20),
+        "tensorrt-10": ("plugin-first", False, False, True, False, 20),
+        "tensorrt-11": ("plugin-first", False, False, True, False, 20),
+    }
+    got = {n: (t.functions, t.needs_constant_k, t.casts_int64, t.requires_sorted_topk, t.ignores_scatternd_reduction,
+               t.max_opset) for n, t in TARGETS.items()}
+    assert got == expected
+    assert TARGETS["onnxruntime"].topk_max_k is None and TARGETS["tensorrt-10"].label == "TensorRT 10.16"
+
+
+@pytest.mark.parametrize("feature, version, present", [
+    ("strongly_typed", (8, 6, 2), False), ("strongly_typed", (9, 0, 0), True), ("strongly_typed", (11, 4, 0), True),
+    ("weakly_typed", (10, 16, 1), True), ("weakly_typed", (11, 0, 0), False),
+    ("implicit_calibration", (10, 3, 0), True), ("implicit_calibration", (11, 0, 0), False),
+    ("explicit_batch_required", (9, 3, 0), True), ("explicit_batch_required", (10, 0, 0), False),
+    ("version_compatible", (8, 5, 2), False), ("version_compatible", (8, 6, 0), True),
+    ("plugin_before_function", (10, 6, 9), False), ("plugin_before_function", (10, 7, 0), True),
+])
+def test_feature_rows(feature, version, present):
+    assert trt_eras.available(feature, version) is present
+
+
+def test_require_names_the_version_and_the_way_out():
+    rt.require("strongly_typed", (10, 3, 0))
+    with pytest.raises(rt.TensorRTFeatureError, match=r"^strongly typed networks is not available in TensorRT 8\.6\.2: "
+                                                       r"they exist from TensorRT 9\.0$"):
+        rt.require("strongly_typed", (8, 6, 2))
+    with pytest.raises(rt.TensorRTFeatureError, match=r"^version-compatible engines is not available in TensorRT "
+                                                       r"8\.5\.2: they exist from TensorRT 8\.6$"):
+        rt.require("version_compatible", (8, 5, 2))
+    with pytest.raises(rt.TensorRTFeatureError, match=r"^implicit INT8 calibration \(IInt8MinMaxCalibrator\) is not "
+                                                       r"available in TensorRT 11\.0\.0: quantize the ONNX to Q/DQ"):
+        rt.require("implicit_calibration", (11, 0, 0), "implicit INT8 calibration (IInt8MinMaxCalibrator)")
+
+
+def test_era_table_imports_with_nothing_but_the_standard_library():
+    proc = run_py(
+        "import sys\n"
+        "for m in ('numpy', 'onnx', 'torch', 'tensorrt'):\n"
+        "    sys.modules[m] = None\n"
+        "import aknet_edge.trt_eras, aknet_edge.export.targets\n"
+        "print('ok')\n")
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr
 
 
 # --------------------------------------------------------------------------- settings

@@ -1,0 +1,73 @@
+"""What an ONNX file says about precision, read without TensorRT.
+
+Why: a strongly typed network takes its precision from the graph, so the build
+plan needs to know whether the graph carries Q/DQ nodes or FP16 tensors before
+it picks network and builder flags. ``onnx`` is imported only when asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from aknet_edge.errors import ConfigError, DependencyError
+
+from .settings import PathLike
+
+_QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+
+
+@dataclass(frozen=True)
+class OnnxGraphInfo:
+    """What the ONNX file says about precision (strong typing takes it from there)."""
+
+    has_qdq: bool
+    has_fp16: bool
+
+
+def inspect_onnx(onnx_path: PathLike) -> OnnxGraphInfo:
+    """Look for Q/DQ nodes and FP16 tensors without loading external weights."""
+    path = Path(onnx_path)
+    if not path.is_file():
+        raise ConfigError(f"ONNX file {path} does not exist")
+    try:
+        import onnx  # noqa: WPS433 - only needed to build, not to run engines
+    except ImportError as exc:
+        raise DependencyError(f"onnx is needed to build engines ({exc}): pip install onnx") from exc
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError and friends
+        raise ConfigError(f"{path} is not a readable ONNX model: {exc}") from exc
+    fp16 = onnx.TensorProto.FLOAT16
+    has_qdq = False
+    has_fp16 = False
+
+    def visit_graph(graph: Any) -> None:
+        nonlocal has_fp16
+        for value in list(graph.input) + list(graph.output) + list(graph.value_info):
+            if value.type.HasField("tensor_type") and value.type.tensor_type.elem_type == fp16:
+                has_fp16 = True
+        if any(init.data_type == fp16 for init in graph.initializer):
+            has_fp16 = True
+        visit_nodes(graph.node)
+
+    def visit_nodes(nodes: Iterable[Any]) -> None:
+        nonlocal has_qdq, has_fp16
+        for node in nodes:
+            if node.op_type in _QDQ_OPS and node.domain in ("", "ai.onnx"):
+                has_qdq = True
+            for attr in node.attribute:
+                if node.op_type == "Cast" and attr.name == "to" and attr.i == fp16:
+                    has_fp16 = True
+                if attr.HasField("t") and attr.t.data_type == fp16:
+                    has_fp16 = True
+                if attr.HasField("g"):
+                    visit_graph(attr.g)
+                for sub in attr.graphs:
+                    visit_graph(sub)
+
+    visit_graph(model.graph)
+    for function in model.functions:
+        visit_nodes(function.node)
+    return OnnxGraphInfo(has_qdq=has_qdq, has_fp16=has_fp16)
