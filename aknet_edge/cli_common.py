@@ -72,12 +72,10 @@ def add_source_args(parser: argparse.ArgumentParser) -> None:
 
 
 def source_options_from_args(args: argparse.Namespace) -> dict:
-    options: dict = {}
-    for item in args.source_option:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--source-option {item!r}: expected KEY=VALUE, e.g. fps=30")
-        options[key.strip()] = value
+    """The source options the flags give, as strings or ints; the source's typed options check them on open."""
+    from aknet_edge.runtime.sources.options import parse_option_pairs
+
+    options: dict = dict(parse_option_pairs(args.source_option))
     if args.buffer is not None:
         options["buffer_size"] = args.buffer
     return options

@@ -35,6 +35,23 @@ def _probe(site_dir: Path, tmp_path: Path) -> list[str]:
     return proc.stdout.split()
 
 
+def _listed_packages() -> list:
+    import re
+
+    text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    block = re.search(r"^packages\s*=\s*\[(.*?)\]", text, re.S | re.M)
+    return re.findall(r'"([^"]+)"', block.group(1)) if block else []
+
+
+def test_pyproject_lists_every_package_folder():
+    """setuptools' explicit package list must name nested packages too, or wheels ship without them."""
+    listed = set(_listed_packages())
+    for sub in SUBPACKAGES:
+        for init in (REPO / sub).rglob("__init__.py"):
+            rel = init.parent.relative_to(REPO / sub).parts
+            assert ".".join(("aknet_edge", sub, *rel)) in listed, f"add {init.parent} to pyproject's packages"
+
+
 @pytest.mark.slow
 def test_wheel_install_maps_subpackages(tmp_path):
     _pip("wheel", ".", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"))

@@ -79,3 +79,26 @@ def test_no_package_without_torch_says_how_to_get_one(tmp_path):
                           env={**os.environ, "HOME": str(tmp_path)})
     assert proc.returncode == 2
     assert "--package" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args,words", [
+    (["synthetic://?seed=1&sped=0"], "unknown synthetic source option 'sped' (did you mean 'speed'?)"),
+    (["synthetic://?seed=1", "--source-option", "buffer_sise=1"], "'buffer_sise'"),
+    (["synthetic://?seed=1", "--source-option", "fps"], "expected KEY=VALUE"),
+    (["synthetic://?seed=1", "--buffer", "0"], "buffer_size"),
+])
+def test_source_option_mistakes_are_one_error_line(pkg, args, words):
+    proc = subprocess.run(_cli(*args, "--package", str(pkg), "--max-seconds", "2"), capture_output=True, text=True,
+                          timeout=60, cwd=REPO)
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and words in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+
+
+def test_source_options_from_the_cli_reach_the_source(pkg):
+    proc = subprocess.run(_cli("synthetic://?seed=1&segments=1", "--source-option", "speed=0", "--source-option",
+                               "block=true", "--buffer", "2", "--package", str(pkg), "--max-seconds", "20",
+                               "--jsonl", "-"), capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    opened = [ln for ln in proc.stderr.splitlines() if "opened synthetic://" in ln]
+    assert opened and "speed=0.0" in opened[0] and "block=true" in opened[0] and "buffer_size=2" in opened[0]

@@ -164,3 +164,76 @@ def test_read_timeout_returns_none():
         t = time.monotonic()
         assert src.read(timeout=0.1) is None
         assert time.monotonic() - t < 0.9
+
+
+# --------------------------------------------------------------------------- options: one typed, checked object
+
+
+def test_unknown_query_option_is_an_error_naming_it():
+    with pytest.raises(S.ConfigError) as info:
+        S.open_source("synthetic://?sped=0")
+    msg = str(info.value)
+    assert isinstance(info.value, S.SourceOptionError)
+    assert "'sped'" in msg and "did you mean 'speed'" in msg and "segments" in msg  # the known ones listed
+
+
+def test_unknown_keyword_option_is_an_error_naming_it():
+    with pytest.raises(S.SourceOptionError, match="buffer_sise.*did you mean 'buffer_size'"):
+        S.open_source("synthetic://?seed=1&segments=1&size=32", buffer_sise=1)
+
+
+def test_option_of_another_kind_is_an_error():
+    with pytest.raises(S.SourceOptionError, match="'realtime'.*file sources"):
+        S.open_source("synthetic://?seed=1&segments=1&size=32", realtime=True, start=False)
+
+
+@pytest.mark.parametrize("uri, kw, match", [
+    ("synthetic://?fps=abc", {}, r"fps='abc'.*expected a finite number"),
+    ("synthetic://", {"fps": "abc"}, r"fps='abc'.*expected a finite number"),
+    ("synthetic://?seed=1.5", {}, r"seed='1.5'.*expected an integer"),
+    ("synthetic://?loop=maybe", {}, r"loop='maybe'.*expected a boolean"),
+    ("synthetic://", {"speed": -1}, r"speed=-1.*>= 0"),
+    ("synthetic://", {"buffer_size": 0}, r"buffer_size=0.*>= 1"),
+])
+def test_bad_option_values_name_option_value_and_expectation(uri, kw, match):
+    with pytest.raises(S.ConfigError, match=match):
+        S.open_source(uri, start=False, **kw)
+
+
+def test_folder_options_are_checked(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(S.SourceOptionError, match="'speed'.*folder sources accept"):
+        S.open_source(str(tmp_path), speed=2)
+    with pytest.raises(S.ConfigError, match="fps=0"):
+        S.open_source(str(tmp_path), fps=0)
+
+
+def test_string_values_are_converted_like_a_query():
+    src = S.open_source("synthetic://?seed=2&segments=1&size=32", start=False, speed="0", loop="true",
+                        buffer_size="3", block="1")
+    assert isinstance(src.options, S.SyntheticOptions)
+    assert (src.speed, src.loop, src.seed, src.block, src._size) == (0.0, True, 2, True, 3)
+    assert src.options == S.SyntheticOptions(seed=2, segments=1, size=32, speed=0, loop=True, buffer_size=3,
+                                             block=True)
+
+
+def test_opened_source_logs_resolved_options(caplog):
+    caplog.set_level("INFO", logger="aknet_edge.runtime.sources")
+    with S.open_source("synthetic://?seed=1&segments=1&size=32&speed=0", buffer_size=2) as src:
+        src.read(timeout=5)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("opened ")]
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert line.startswith("opened synthetic://?seed=1&segments=1&size=32&speed=0 (synthetic): ")
+    for part in ("seed=1", "fps=15.0", "segments=1", "size=32", "speed=0.0", "loop=false", "buffer_size=2",
+                 "block=false"):  # block resolved: a live source drops
+        assert part in line.split(), (part, line)
+
+
+def test_file_logs_its_resolved_block(small_video, caplog):
+    caplog.set_level("INFO", logger="aknet_edge.runtime.sources")
+    path, _ = small_video
+    with S.open_source(str(path), realtime="0"):
+        pass
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("opened "))
+    assert "(file)" in line and "block=true" in line.split() and "realtime=false" in line.split()
