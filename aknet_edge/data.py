@@ -78,7 +78,7 @@ def synthetic_batches(
     """Fresh synthetic clips for one epoch, preprocessed, in batches."""
     from .synthetic import make_dataset
 
-    clips, labels = make_dataset(n_per_class, seed=seed, frames=spec.frames, size=spec.size)
+    clips, labels = make_dataset(n_per_class, seed=seed, frames=spec.frames, size=spec.size, span_s=spec.span_s)
     order = np.random.default_rng(seed).permutation(len(labels)) if shuffle else np.arange(len(labels))
     for i in range(0, len(order), batch):
         sel = order[i : i + batch]

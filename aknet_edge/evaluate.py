@@ -48,7 +48,8 @@ def heldout_synthetic(cfg: ModelConfig, clips_per_class: int, seed: int = HELDOU
     from .preprocess import preprocess_batch
     from .synthetic import make_dataset
 
-    clips, labels = make_dataset(clips_per_class, seed=seed, frames=cfg.clip.frames, size=cfg.clip.size)
+    clips, labels = make_dataset(clips_per_class, seed=seed, frames=cfg.clip.frames, size=cfg.clip.size,
+                                 span_s=cfg.clip.span_s)
     return preprocess_batch(clips, cfg.clip), labels
 
 

@@ -72,6 +72,8 @@ _MOVE_DIRS: dict[str, tuple[float, float]] = {
 }
 
 _SEGMENTS_SUFFIX = ".segments.json"
+# how long one action lasts, in seconds: the segments of a long video, and the actions training clips sample from
+ACTION_SECONDS: tuple[float, float] = (2.0, 3.0)
 _MIN_SIZE = 16
 _SHIFT = 4  # fixed-point bits for sub-pixel cv2 drawing
 _ONE = float(1 << _SHIFT)
@@ -423,18 +425,31 @@ def make_clip(
     frames: int = 8,
     size: int = 112,
     style: SceneStyle = SceneStyle(),
+    span_s: float | None = None,
 ) -> np.ndarray:
     """One training clip of ``CLASSES[label]``, uint8 (frames, size, size, 3) RGB, deterministic by (label, seed).
 
-    The sampled window starts at a phase in [0, 0.1] and ends in [0.9, 1], so a
-    model does not learn the exact first/last pose.
+    With ``span_s`` (what training, evaluation and calibration pass: the model's clip span) the clip is
+    what the runtime's window sees of a real action: the action lasts :data:`ACTION_SECONDS` (as in
+    :func:`iter_long_video`), and the T samples are ``span_s / (T - 1)`` apart
+    (:func:`aknet_edge.sampling.sample_period`) from a random start inside it, so a 2 s window covers
+    two thirds to all of a 2-3 s action. Without it, the phases are spread over the whole action
+    (start in [0, 0.1], end in [0.9, 1]): the 0.2.0 behaviour, kept for callers that ask for it.
     """
     label = _check_label(label)
     seed = _check_int("seed", seed, 0)
     frames = _check_int("frames", frames, 1)
     rng = _clip_rng(label, seed)
-    start, end = rng.uniform(0.0, 0.1), rng.uniform(0.9, 1.0)
-    times = np.linspace(start, end, frames) if frames > 1 else np.array([start])
+    if span_s is None:
+        start, end = rng.uniform(0.0, 0.1), rng.uniform(0.9, 1.0)
+        times = np.linspace(start, end, frames) if frames > 1 else np.array([start])
+    else:
+        from .sampling import sample_period
+
+        period = sample_period(frames, span_s)
+        duration = rng.uniform(*ACTION_SECONDS)
+        offset = rng.uniform(0.0, max(0.0, duration - span_s))
+        times = np.clip((offset + period * np.arange(frames)) / duration, 0.0, 1.0)
     return render_action(label, rng, times, size, style)
 
 
@@ -449,11 +464,12 @@ def make_dataset(
     frames: int = 8,
     size: int = 112,
     style: SceneStyle = SceneStyle(),
+    span_s: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A balanced set of ``n_per_class`` clips per class, labels interleaved (0, 1, ..., 10, 0, 1, ...).
 
     Returns clips uint8 (n, frames, size, size, 3) and labels int64 (n,). Clip
-    ``i`` equals ``make_clip(labels[i], <seed derived from (seed, i)>)``.
+    ``i`` equals ``make_clip(labels[i], <seed derived from (seed, i)>, span_s=span_s)``.
     """
     n_per_class = _check_int("n_per_class", n_per_class, 0)
     seed = _check_int("seed", seed, 0)
@@ -463,7 +479,7 @@ def make_dataset(
     labels = np.arange(n, dtype=np.int64) % len(CLASSES)
     clips = np.empty((n, frames, size, size, 3), dtype=np.uint8)
     for i in range(n):
-        clips[i] = make_clip(int(labels[i]), _dataset_clip_seed(seed, i), frames, size, style)
+        clips[i] = make_clip(int(labels[i]), _dataset_clip_seed(seed, i), frames, size, style, span_s)
     logger.debug("made %d synthetic clips (seed %d, %d frames at %dpx)", n, seed, frames, size)
     return clips, labels
 
@@ -493,7 +509,7 @@ def iter_long_video(
     n_segments: int,
     fps: float = 15.0,
     size: int = 112,
-    seg_seconds: tuple[float, float] = (2.0, 3.0),
+    seg_seconds: tuple[float, float] = ACTION_SECONDS,
     style: SceneStyle = SceneStyle(),
 ) -> tuple[list[Segment], Iterator[tuple[float, np.ndarray]]]:
     """A long video of consecutive actions, each in a new scene, with its ground truth.
@@ -558,7 +574,7 @@ def write_long_video(
     n_segments: int,
     fps: float = 15.0,
     size: int = 112,
-    seg_seconds: tuple[float, float] = (2.0, 3.0),
+    seg_seconds: tuple[float, float] = ACTION_SECONDS,
     style: SceneStyle = SceneStyle(),
 ) -> list[Segment]:
     """Write ``iter_long_video(...)`` as a real video file plus ``<path>.segments.json``.

@@ -92,7 +92,8 @@ def load_calibration_set(source: str, spec: ClipSpec, n_clips: int = 64, seed: i
         from aknet_edge.synthetic import CLASSES, make_dataset
 
         per_class = max(1, -(-n_clips // len(CLASSES)))
-        clips, _ = make_dataset(per_class, seed=SYNTHETIC_CALIB_SEED + seed, frames=spec.frames, size=spec.size)
+        clips, _ = make_dataset(per_class, seed=SYNTHETIC_CALIB_SEED + seed, frames=spec.frames, size=spec.size,
+                                span_s=spec.span_s)
         order = np.random.default_rng(seed).permutation(len(clips))[:n_clips]
         x = np.stack([preprocess_clip(clips[i], spec) for i in order])
         return CalibrationSet(x, SYNTHETIC, 0, False)

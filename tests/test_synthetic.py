@@ -282,7 +282,7 @@ def test_write_long_video_roundtrip(tmp_path, suffix: str) -> None:
 
 def test_write_long_video_bad_suffix(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"\.avi.*\.mp4"):
-        syn.write_long_video(tmp_path / "x.mkv", seed=0, n_segments=2)
+        syn.write_long_video(tmp_path / "x.gif", seed=0, n_segments=2)  # .mkv is a shared FOURCC since 0.3.0
     assert list(tmp_path.iterdir()) == []
 
 
@@ -306,3 +306,28 @@ def test_no_torch_import() -> None:
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     assert subprocess.run([sys.executable, "-c", code], cwd=root, env=env).returncode == 0
+
+
+def test_training_clips_are_sampled_by_time_like_the_live_window(monkeypatch) -> None:
+    """With the model's span, a clip is T samples span/(T-1) apart inside a 2-3 s action (aknet_edge.sampling)."""
+    from aknet_edge.sampling import sample_period
+
+    seen = []
+    real = syn.render_action
+
+    def spy(label, rng, times, size, style=SceneStyle()):
+        seen.append(np.asarray(times))
+        return real(label, rng, times, size, style)
+
+    monkeypatch.setattr(syn, "render_action", spy)
+    for seed in range(20):
+        syn.make_clip(1, seed=seed, frames=8, size=32, span_s=2.0)
+    for times in seen:
+        steps = np.diff(times)
+        lo, hi = syn.ACTION_SECONDS
+        assert np.allclose(steps, steps[0]) and sample_period(8, 2.0) / hi - 1e-9 <= steps[0] <= sample_period(8, 2.0) / lo + 1e-9
+        assert 0.0 <= times[0] and times[-1] <= 1.0 + 1e-9
+    assert len({round(float(t[0]), 6) for t in seen}) > 10  # random starts inside the action
+    seen.clear()
+    syn.make_clip(1, seed=0, frames=8, size=32)  # no span: the 0.2.0 spread over the whole action
+    assert seen[0][0] <= 0.1 and seen[0][-1] >= 0.9
