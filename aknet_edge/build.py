@@ -24,18 +24,20 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from . import graph_io
+from . import graph_io, trt_eras
 from . import package as pk
-from .calibration.options import (CALIB_METHODS, DEFAULT_METHOD, DEFAULT_PERCENTILE, SYNTHETIC, check_method,
-                                  check_percentile)
-from .cli_common import add_model_args, config_from_args, defaults_of, quiet_onnxruntime, run_cli
+from .calibration.options import (CALIB_METHODS, CALIB_MODES, DEFAULT_CLIPS, DEFAULT_METHOD, DEFAULT_PERCENTILE,
+                                  check_method, check_percentile)
+from .cli_common import add_bool_flag, add_model_args, config_from_args, defaults_of, quiet_onnxruntime, run_cli
 from .config import ModelConfig
-from .engine import CALIB_MODES, compile_engine, engine_precision
+from .engine import compile_engine, engine_precision
 from .errors import AknetError, ConfigError, DataError
+from .evaluate import EVAL_CLIPS_PER_CLASS
+from .media import SYNTHETIC
 
 log = logging.getLogger(__name__)
 BUILD_PRECISIONS = pk.PRECISIONS + ("best",)
-BASE_LOWERING = "tensorrt-8.5"  # the strictest target; its graph runs on every other one and in ONNX Runtime
+BASE_LOWERING = trt_eras.RELEASES[0].target  # the strictest target; its graph runs on every other one and in ONNX Runtime
 DEFAULT_OUT = "aknet_demo_package"
 AUTO_TARGET = "auto"
 
@@ -50,6 +52,9 @@ def _targets() -> Tuple[str, ...]:
     return tuple(TARGETS)
 
 
+BATCH_RULE = "expected MIN,OPT,MAX with 1 <= MIN <= OPT <= MAX, e.g. 1,1,4"
+
+
 def parse_batch(text: str) -> Tuple[int, int, int]:
     """``MIN,OPT,MAX`` -> a batch profile (the CLI's ``--batch``)."""
     try:
@@ -57,8 +62,20 @@ def parse_batch(text: str) -> Tuple[int, int, int]:
     except ValueError:
         batch = ()
     if len(batch) != 3:
-        raise ConfigError(f"--batch {text!r}: expected MIN,OPT,MAX with 1 <= MIN <= OPT <= MAX, e.g. 1,1,4")
+        raise ConfigError(f"--batch {text}: {BATCH_RULE}")
     return batch  # type: ignore[return-value]
+
+
+def _whole(flag: str, value: object, minimum: int, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{flag} {value}: expected a whole number >= {minimum}")
+
+
+def _flag(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r}: expected True or False")
 
 
 @dataclass(frozen=True)
@@ -72,7 +89,7 @@ class BuildOptions:
     calib: str = SYNTHETIC
     calib_method: str = DEFAULT_METHOD
     calib_percentile: float = DEFAULT_PERCENTILE
-    calib_clips: int = 64
+    calib_clips: int = DEFAULT_CLIPS
     calib_seed: int = 0
     calib_mode: str = "explicit"  # "implicit": TensorRT < 11 calibrates the FP32 graph itself (cache kept in the package)
     compare_methods: bool = True  # also quantize with the other methods and report them side by side
@@ -81,7 +98,7 @@ class BuildOptions:
     dla: Optional[int] = None
     target: str = AUTO_TARGET
     eval_data: str = SYNTHETIC
-    eval_clips_per_class: int = 30
+    eval_clips_per_class: int = EVAL_CLIPS_PER_CLASS
     force: bool = False
     require_engine: bool = False
     progress: bool = True
@@ -94,28 +111,36 @@ class BuildOptions:
             raise ConfigError(f"--precision {self.precision!r}: expected one of {', '.join(BUILD_PRECISIONS)}")
         check_method(self.calib_method)
         object.__setattr__(self, "calib_percentile", check_percentile(self.calib_percentile))
-        if self.calib_clips < 1:
+        if isinstance(self.calib_clips, bool) or not isinstance(self.calib_clips, int) or self.calib_clips < 1:
             raise DataError(f"--calib-clips {self.calib_clips}: expected at least 1")
+        _whole("--calib-seed", self.calib_seed, 0)
         if self.calib_mode not in CALIB_MODES:
             raise ConfigError(f"--calib-mode {self.calib_mode!r}: expected one of {', '.join(CALIB_MODES)}")
         b = tuple(self.batch)
-        if len(b) != 3 or not all(isinstance(v, int) for v in b) or not 1 <= b[0] <= b[1] <= b[2]:
-            raise ConfigError(f"--batch {','.join(map(str, b))}: expected MIN,OPT,MAX with 1 <= MIN <= OPT <= MAX, "
-                              "e.g. 1,1,4")
+        if len(b) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) for v in b) \
+                or not 1 <= b[0] <= b[1] <= b[2]:
+            raise ConfigError(f"--batch {','.join(map(str, b))}: {BATCH_RULE}")
         object.__setattr__(self, "batch", b)
-        if self.workspace_mb < 1:
+        if isinstance(self.workspace_mb, bool) or not isinstance(self.workspace_mb, int) or self.workspace_mb < 1:
             raise ConfigError(f"--workspace {self.workspace_mb}: expected at least 1 MiB")
-        if self.dla is not None and self.dla < 0:
+        if self.dla is not None and (isinstance(self.dla, bool) or not isinstance(self.dla, int) or self.dla < 0):
             raise ConfigError(f"--dla {self.dla}: expected a DLA core number (0 or 1 on Jetson AGX Orin)")
         if self.target != AUTO_TARGET and self.target not in _targets():
             raise ConfigError(f"--target {self.target!r}: expected {AUTO_TARGET} or one of {', '.join(_targets())}")
-        if self.eval_clips_per_class < 1:
+        release = next((r for r in trt_eras.RELEASES if r.target == self.target), None)
+        if self.calib_mode == "implicit" and release and not trt_eras.available("implicit_calibration", release.version):
+            raise ConfigError(f"--calib-mode implicit: {trt_eras.label(release.version)} has no implicit calibration; "
+                              "use --calib-mode explicit (the INT8 Q/DQ graph)")
+        if isinstance(self.eval_clips_per_class, bool) or not isinstance(self.eval_clips_per_class, int) \
+                or self.eval_clips_per_class < 1:
             raise DataError(f"--eval-clips-per-class {self.eval_clips_per_class}: expected at least 1")
+        for name in ("compare_methods", "force", "require_engine", "progress"):
+            _flag(name, getattr(self, name))
 
     @property
     def graph_precisions(self) -> List[str]:
         """The graphs to export: FP32 always (the reference), plus what was asked for."""
-        return ["fp32", "fp16", "int8"] if self.precision == "best" else (
+        return list(pk.PRECISIONS) if self.precision == "best" else (
             ["fp32"] if self.precision == "fp32" else ["fp32", self.precision])
 
     @property
@@ -319,7 +344,7 @@ def _maybe_engine(opts: BuildOptions, tmp: Path, files: Dict[str, Path],
 
 
 def _compile(opts: BuildOptions, pkg_dir: Path, files: Dict[str, Path], cfg: ModelConfig) -> pk.Variant:
-    precision = engine_precision(opts.precision, files)
+    precision = engine_precision(opts.precision, files, opts.calib_mode)
     clips = None
     if opts.calib_mode == "implicit" and precision == "int8":
         # TensorRT 8.5-10.x only (make_calibrator refuses 11): the FP32 graph plus a calibrator and its cache
@@ -337,6 +362,9 @@ def finish_on_device(package_dir: Path, opts: BuildOptions) -> pk.Variant:
     Torch-free: the package's own graphs and manifest are all it needs.
     """
     pkg = pk.load(package_dir)
+    if not opts.wants_engine:
+        raise ConfigError(f"--from with --target {opts.target}: nothing to build; the package already runs on ONNX "
+                          "Runtime (python -m aknet_edge.run --package ...)")
     from .runtime import trt as trt_mod
 
     trt_mod.load_tensorrt()  # DependencyError with the install hint where TensorRT is absent
@@ -344,14 +372,18 @@ def finish_on_device(package_dir: Path, opts: BuildOptions) -> pk.Variant:
     if out.resolve() == pkg.root.resolve():
         raise ConfigError(f"--out {out} must be a new folder, not the package itself")
     staging = _Staging(out, opts.force)
-    shutil.copytree(pkg.root, staging.tmp)
     try:
-        files = {v.precision: staging.tmp / v.file for v in pkg.variants
-                 if v.kind == "onnx" and v.role == graph_io.CLIP}
-        engine = _compile(opts, staging.tmp, files, pkg.config)
+        shutil.copytree(pkg.root, staging.tmp)
         m = pkg.manifest
+        for old in (v for v in m.variants if v.kind == "tensorrt"):  # the engine this build replaces
+            (staging.tmp / old.file).unlink(missing_ok=True)
+            if old.engine is not None and old.engine.calibration_cache:
+                (staging.tmp / old.engine.calibration_cache).unlink(missing_ok=True)
+        files = {v.precision: staging.tmp / v.file for v in m.variants if v.kind == "onnx" and v.role == graph_io.CLIP}
+        engine = _compile(opts, staging.tmp, files, pkg.config)
+        build = pk.BuildRecord(opts.batch, opts.workspace_mb, opts.dla, m.build.target)  # the package's target stays
         pk.write(staging.tmp, m.replace(variants=tuple(v for v in m.variants if v.kind != "tensorrt") + (engine,),
-                                        command=_command(), build=opts.build_record()))
+                                        command=_command(), build=build))
         staging.commit()
     except BaseException:
         staging.discard()
@@ -386,13 +418,14 @@ def parser() -> argparse.ArgumentParser:
                    help=f"held-out data: '{SYNTHETIC}' or a labelled folder")
     p.add_argument("--eval-clips-per-class", type=int, default=d["eval_clips_per_class"],
                    help="held-out synthetic clips per class")
-    p.add_argument("--no-compare", action="store_true", help="skip the side-by-side report of the other INT8 methods")
+    add_bool_flag(p, "--compare", d["compare_methods"], "also quantize with the other calibration methods and report "
+                  "them side by side", dest="compare_methods")
     p.add_argument("--out", default=str(d["out"]))
     p.add_argument("--check-only", action="store_true", help="export, lower and check for the target; write nothing")
-    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    add_bool_flag(p, "--force", d["force"], "replace --out if it exists")
     p.add_argument("--from", dest="from_pkg", help="finish a portable package on the target device (compile its engine)")
-    p.add_argument("--require-engine", action="store_true", help="fail unless a TensorRT engine was built")
-    p.add_argument("--no-progress", action="store_true")
+    add_bool_flag(p, "--require-engine", d["require_engine"], "fail unless a TensorRT engine was built")
+    add_bool_flag(p, "--progress", d["progress"], "show the build's progress")
     return p
 
 
@@ -404,8 +437,7 @@ def options_from_args(args: argparse.Namespace, config: Optional[ModelConfig] = 
                   calib_percentile=args.calib_percentile, calib_mode=args.calib_mode, calib_clips=args.calib_clips,
                   batch=parse_batch(args.batch), workspace_mb=args.workspace, dla=args.dla, target=args.target,
                   eval_data=args.eval_data, force=args.force, eval_clips_per_class=args.eval_clips_per_class,
-                  compare_methods=not args.no_compare, require_engine=args.require_engine,
-                  progress=not args.no_progress)
+                  compare_methods=args.compare_methods, require_engine=args.require_engine, progress=args.progress)
     assert set(values) <= names
     return BuildOptions(**values)
 

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import Optional
 
 from .config import PRESET_NAMES, ModelConfig, load_config, preset
 from .errors import AknetError, ConfigError
@@ -51,9 +52,10 @@ def _parse_value(text: str) -> object:
         return text
 
 
-def add_bool_flag(parser: argparse.ArgumentParser, flag: str, default: object, help: str) -> None:
+def add_bool_flag(parser: argparse.ArgumentParser, flag: str, default: object, help: str,
+                  dest: Optional[str] = None) -> None:
     """``--x`` / ``--no-x`` (argparse's BooleanOptionalAction, which Python 3.8 lacks: JetPack 5's Python)."""
-    dest = flag.lstrip("-").replace("-", "_")
+    dest = dest or flag.lstrip("-").replace("-", "_")
     group = parser.add_mutually_exclusive_group()
     name = flag.lstrip("-")
     state = {True: f"on; --no-{name} turns it off", False: "off", None: "automatic"}.get(default, default)  # type: ignore[call-overload]

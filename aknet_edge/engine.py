@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 from . import settings
+from .calibration.options import implicit_method
 from .io_utils import atomic_write_bytes
 from .package import ENGINE_PRECISION_FOR, EngineInfo, GraphIO, Variant, sha256_file
 
 log = logging.getLogger(__name__)
-CALIB_MODES = ("explicit", "implicit")  # explicit: INT8 Q/DQ graph (every TensorRT); implicit: TensorRT calibrator
 
 
 def cache_dir() -> Path:
@@ -39,10 +39,19 @@ def engine_cache_key(onnx_sha256: str, precision: str, shapes: dict, tensorrt_ve
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def engine_precision(requested: str, available: Iterable[str]) -> str:
-    """The engine precision for a ``--precision`` request, given the graph precisions the package has."""
+def engine_precision(requested: str, available: Iterable[str], calib_mode: str = "explicit") -> str:
+    """The engine precision for a ``--precision`` request, given the graph precisions the package has.
+
+    Implicit INT8 calibrates the FP32 graph itself, so it needs no INT8 graph. Falling back to FP32
+    is logged: the user asked for something else.
+    """
     want = ENGINE_PRECISION_FOR.get(requested, requested)
-    return want if want in set(available) else "fp32"
+    have = set(available)
+    if want in have or (want == "int8" and calib_mode == "implicit" and "fp32" in have):
+        return want
+    log.warning("the package has no %s graph: building an fp32 engine (rebuild the package with --precision %s, "
+                "or use --calib-mode implicit for INT8 on TensorRT 8.5-10.x)", want, requested)
+    return "fp32"
 
 
 def compile_engine(pkg_dir: Path, files: Mapping[str, Path], precision: str, batch: Tuple[int, int, int],
@@ -62,7 +71,9 @@ def compile_engine(pkg_dir: Path, files: Mapping[str, Path], precision: str, bat
         if calibration_clips is None:
             raise ValueError("implicit INT8 calibration needs calibration_clips")
         cache_file = "calibration.cache"
-        method = calib_method if calib_method in ("entropy", "minmax") else "entropy"
+        method = implicit_method(calib_method)
+        if method != calib_method:
+            log.warning("TensorRT's implicit calibration has no %s method: using %s", calib_method, method)
         calibrator = trt_mod.make_calibrator(method, (c[None] for c in calibration_clips), pkg_dir / cache_file)
         files = {**files, "int8": files["fp32"]}
     onnx_path = files[precision]

@@ -21,10 +21,11 @@ from .cli_common import format_table, run_cli
 from .config import WEIGHTS_DIR, ModelConfig
 from .data import HELDOUT_SEED, LabelledFolder
 from .errors import DataError
+from .media import SYNTHETIC
 from .package import Accuracy
 
+EVAL_CLIPS_PER_CLASS = 30  # the build's held-out synthetic clips per class (330 clips for the demo's 11 classes)
 DEMO_CHECKPOINTS = (WEIGHTS_DIR / "demo-tiny.safetensors", WEIGHTS_DIR / "demo-tiny-tsm.safetensors")
-SYNTHETIC = "synthetic"
 
 
 @dataclass
@@ -53,7 +54,7 @@ def heldout_synthetic(cfg: ModelConfig, clips_per_class: int, seed: int = HELDOU
     return preprocess_batch(clips, cfg.clip), labels
 
 
-def eval_set(cfg: ModelConfig, data: str = SYNTHETIC, clips_per_class: int = 30,
+def eval_set(cfg: ModelConfig, data: str = SYNTHETIC, clips_per_class: int = EVAL_CLIPS_PER_CLASS,
              seed: int = HELDOUT_SEED) -> tuple[np.ndarray, np.ndarray]:
     """The one held-out set loader of the evaluate and build commands.
 
@@ -167,7 +168,7 @@ def format_accuracy(reports: list[Accuracy]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m aknet_edge.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("checkpoints", nargs="*", help="safetensors checkpoints (default: the bundled demo models)")
-    p.add_argument("--data", default="synthetic", help="'synthetic' (held-out seeds) or a labelled clip folder")
+    p.add_argument("--data", default=SYNTHETIC, help=f"'{SYNTHETIC}' (held-out seeds) or a labelled clip folder")
     p.add_argument("--clips-per-class", type=int, default=100, help="synthetic held-out clips per class")
     p.add_argument("--seed", type=int, default=HELDOUT_SEED, help="held-out synthetic seed")
     p.add_argument("--per-class", action="store_true", help="also print per-class accuracy")
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             cache[key] = eval_set(cfg, args.data, args.clips_per_class, args.seed)
         x, y = cache[key]
         results.append(evaluate(model, x, y, name=path.stem))
-    where = f"held-out synthetic clips (seed {args.seed})" if args.data == "synthetic" else args.data
+    where = f"held-out synthetic clips (seed {args.seed})" if args.data == SYNTHETIC else args.data
     print(f"top-1 on {where}; FLOPs counted by torch FlopCounterMode (2 per multiply-add), batch 1")
     print(format_results(results))
     if args.per_class:

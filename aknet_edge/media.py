@@ -9,6 +9,8 @@ from __future__ import annotations
 
 VIDEO_SUFFIXES: frozenset[str] = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"})
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+# where a data path is accepted (training, calibration, evaluation), this name means the synthetic generator
+SYNTHETIC = "synthetic"
 # the containers we write, and the codec OpenCV's writer uses for each (both ship with every OpenCV build)
 FOURCC: dict[str, str] = {".avi": "MJPG", ".mp4": "mp4v", ".mkv": "MJPG"}
 

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-from . import graph_io
+from . import graph_io, trt_eras
+from .calibration.options import CALIB_METHODS, check_percentile
 from .config import ClipSpec, ModelConfig
 from .errors import AknetError, ConfigError
 from .io_utils import atomic_write_text
@@ -51,12 +52,24 @@ ENGINE_PRECISION_FOR: Dict[str, str] = {"best": "int8", "int8": "int8", "fp16": 
 SAMPLING = "time"
 LAYOUT = "NTCHW"
 SCALE = 1.0 / 255.0
+DTYPES = ("float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool")  # graph I/O element types
+BUILD_TARGETS = ("auto", "onnxruntime") + tuple(r.target for r in trt_eras.RELEASES)
 ENGINE_FIELDS = ("tensorrt_version", "gpu", "compute_capability", "cache_key", "calibration", "calibration_cache",
                  "flags")
 
 
 class PackageError(AknetError, ValueError):
     """A package is incomplete, corrupted, or was built for another TensorRT or GPU."""
+
+
+def _is_hex(text: str, length: int = 64) -> bool:
+    return len(text) == length and all(c in "0123456789abcdef" for c in text)
+
+
+def _local_file(name: str) -> bool:
+    """A plain file name inside the package folder (no folders, no way out of it)."""
+    p = Path(name)
+    return bool(name) and not p.is_absolute() and len(p.parts) == 1 and name not in (".", "..")
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -149,6 +162,13 @@ def _text(f: _Fields, name: str) -> str:
     return v
 
 
+def _sha_or_none(f: _Fields, name: str) -> Optional[str]:
+    v = f.str(name, None, optional=True)
+    if v is not None and not _is_hex(v):
+        raise f._bad(name, v, "64 lowercase hex digits, or null")
+    return v
+
+
 def _numbers(f: _Fields, name: str, length: int, positive: bool = False) -> Tuple[float, ...]:
     values = f.list(name, length=length)
     if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and (x > 0 or not positive)
@@ -170,7 +190,7 @@ class TensorSpec:
     @classmethod
     def from_dict(cls, data: Any, where: str) -> "TensorSpec":
         f = _Fields(where, data)
-        name, dtype = f.str("name"), f.str("dtype")
+        name, dtype = f.str("name"), f.str("dtype", choices=DTYPES)
         shape = f.list("shape")
         if not all((isinstance(d, int) and not isinstance(d, bool) and d >= 0) or (isinstance(d, str) and d)
                    for d in shape):
@@ -263,7 +283,8 @@ class Preprocessing:
         size = f.raw("size")
         if isinstance(size, int) and not isinstance(size, bool):
             size = [size, size]
-        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size)):
+        if not (isinstance(size, list) and len(size) == 2
+                and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)):
             raise f._bad("size", size, "[height, width] in pixels")
         if size[0] != size[1]:
             raise f._bad("size", size, "a square input (height == width)")
@@ -306,10 +327,13 @@ class EngineInfo:
 
     @classmethod
     def read(cls, f: _Fields) -> "EngineInfo":
+        cache = f.str("calibration_cache", None, optional=True)
+        if cache is not None and not _local_file(cache):
+            raise f._bad("calibration_cache", cache, "a file name inside the package folder")
         return cls(f.str("tensorrt_version"), f.str("gpu"), f.str("compute_capability", None, optional=True),
                    f.str("cache_key", None, optional=True),
                    f.str("calibration", None, choices=("explicit", "implicit"), optional=True),
-                   f.str("calibration_cache", None, optional=True), dict(f.obj("flags", {})))
+                   cache, dict(f.obj("flags", {})))
 
     def to_dict(self) -> Dict[str, Any]:
         return {"tensorrt_version": self.tensorrt_version, "gpu": self.gpu,
@@ -332,10 +356,10 @@ class Variant:
     def from_dict(cls, data: Any, where: str) -> "Variant":
         f = _Fields(where, data)
         file = f.str("file")
-        if Path(file).is_absolute() or ".." in Path(file).parts or len(Path(file).parts) != 1:
+        if not _local_file(file):
             raise f._bad("file", file, "a file name inside the package folder")
         sha = f.str("sha256")
-        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        if not _is_hex(sha):
             raise f._bad("sha256", sha, "64 lowercase hex digits")
         precision, kind = f.str("precision", choices=PRECISIONS), f.str("kind", choices=KINDS)
         role = f.str("role", graph_io.DEFAULT_ROLE, choices=graph_io.ROLES)
@@ -371,8 +395,14 @@ class Calibration:
     @classmethod
     def from_dict(cls, data: Any, where: str = "manifest.calibration") -> "Calibration":
         f = _Fields(where, data)
-        c = cls(f.str("source"), f.int("clips", minimum=1), f.int("skipped", minimum=0), f.str("method"),
+        method = f.str("method", choices=CALIB_METHODS)
+        c = cls(f.str("source"), f.int("clips", minimum=1), f.int("skipped", minimum=0), method,
                 f.int("seed"), f.float("percentile", None, optional=True))
+        if c.percentile is not None:
+            try:
+                check_percentile(c.percentile)
+            except ConfigError as exc:
+                raise f._bad("percentile", c.percentile, str(exc).split(": ", 1)[-1]) from None
         f.finish()
         return c
 
@@ -400,8 +430,12 @@ class Accuracy:
     def from_dict(cls, data: Any, where: str) -> "Accuracy":
         f = _Fields(where, data)
         frac = dict(check=lambda v: 0.0 <= v <= 1.0, expected="a fraction in [0, 1]")
-        a = cls(f.str("precision"), f.str("file"), f.float("top1", **frac), f.float("agreement", **frac),
-                f.float("keypoint_iou", **frac), f.int("clips", minimum=0), f.str("calib_method", None, optional=True))
+        file = f.str("file")
+        if not _local_file(file):
+            raise f._bad("file", file, "a file name")
+        a = cls(f.str("precision", choices=PRECISIONS), file, f.float("top1", **frac), f.float("agreement", **frac),
+                f.float("keypoint_iou", **frac), f.int("clips", minimum=0),
+                f.str("calib_method", None, choices=CALIB_METHODS, optional=True))
         f.finish()
         return a
 
@@ -426,7 +460,7 @@ class BuildRecord:
         if not (all(isinstance(b, int) and not isinstance(b, bool) for b in batch) and 1 <= batch[0] <= batch[1] <= batch[2]):
             raise f._bad("batch", batch, "[MIN, OPT, MAX] with 1 <= MIN <= OPT <= MAX")
         b = cls(tuple(batch), f.int("workspace_mb", minimum=1), f.int("dla", None, minimum=0, optional=True),
-                f.str("target"))
+                f.str("target", choices=BUILD_TARGETS))
         f.finish()
         return b
 
@@ -443,7 +477,7 @@ class Manifest:
     preprocessing: Preprocessing
     io: Dict[str, GraphIO]
     variants: Tuple[Variant, ...]
-    created_by: str = ""
+    created_by: str = "unknown"
     command: str = ""
     source: str = ""
     source_sha256: Optional[str] = None
@@ -478,7 +512,7 @@ class Manifest:
         m = cls(
             config=config, labels=tuple(labels), preprocessing=Preprocessing.from_dict(f.obj("preprocessing")), io=io,
             variants=variants, created_by=f.str("created_by", "unknown"), command=_text(f, "command"),
-            source=_text(f, "source"), source_sha256=f.str("source_sha256", None, optional=True),
+            source=_text(f, "source"), source_sha256=_sha_or_none(f, "source_sha256"),
             calibration=Calibration.from_dict(cal) if cal is not None else None,
             accuracy=tuple(Accuracy.from_dict(a, f"manifest.accuracy[{i}]") for i, a in enumerate(f.list("accuracy", []))),
             lowering=f.str("lowering", None, optional=True),
@@ -490,25 +524,42 @@ class Manifest:
         return m
 
     def _validate(self) -> None:
+        """Cross-field checks: the records agree with each other and with the names the runtime feeds."""
         if len(self.labels) != self.config.num_classes:
             raise PackageError(f"manifest.labels has {len(self.labels)} names but manifest.config.num_classes is "
                                f"{self.config.num_classes}; rebuild the package")
-        clip = self.config.clip
-        if self.preprocessing.clip_spec != clip:
+        if tuple(self.labels) != self.config.class_names:
+            raise PackageError(f"manifest.labels {list(self.labels)} differ from manifest.config.labels "
+                               f"{list(self.config.class_names)}; rebuild the package")
+        try:
+            spec = self.preprocessing.clip_spec
+        except ConfigError as exc:
+            raise PackageError(f"manifest.preprocessing: {exc}; rebuild the package") from None
+        if spec != self.config.clip:
             raise PackageError(f"manifest.preprocessing {self.preprocessing.to_dict()} disagrees with "
-                               f"manifest.config.clip {clip}; rebuild the package")
+                               f"manifest.config.clip {self.config.clip}; rebuild the package")
         if graph_io.CLIP not in self.io:
             raise PackageError("manifest.io.clip is missing: every package carries the whole-clip graph")
-        for role in self.io:
+        for role, gio in self.io.items():
             if role not in graph_io.ROLES:
                 raise PackageError(f"manifest.io.{role}: unknown role; expected {', '.join(graph_io.ROLES)}")
+            _check_role_io(role, gio, self)
+        seen: Dict[Tuple[str, str, str], str] = {}
         files = set()
         for i, v in enumerate(self.variants):
+            where = f"manifest.variants[{i}] ({v.file})"
             if v.role not in self.io:
-                raise PackageError(f"manifest.variants[{i}] ({v.file}) plays role {v.role!r}, which manifest.io lacks")
+                raise PackageError(f"{where} plays role {v.role!r}, which manifest.io lacks")
             if v.file in files:
-                raise PackageError(f"manifest.variants[{i}]: {v.file} is listed twice")
-            files.add(v.file)
+                raise PackageError(f"{where} is listed twice")
+            key = (v.kind, v.precision, v.role)
+            if key in seen:
+                raise PackageError(f"{where} is a second {v.kind} {v.precision} {v.role} variant (after {seen[key]}): "
+                                   "the choice would be ambiguous; rebuild the package")
+            if (v.kind == "tensorrt") != (v.engine is not None):
+                raise PackageError(f"{where}: a tensorrt variant carries its engine's TensorRT version and GPU, "
+                                   "and only a tensorrt variant does")
+            seen[key], files = v.file, files | {v.file}
         if not any(v.role == graph_io.CLIP for v in self.variants):
             raise PackageError("manifest.variants has no whole-clip graph (role 'clip'); rebuild the package")
 
@@ -546,13 +597,43 @@ class Manifest:
 
 
 def write(root: str | os.PathLike, manifest: Manifest) -> Path:
-    """Write ``manifest.json`` and ``labels.txt`` into ``root`` (atomically): the one writer of every build path."""
+    """Write ``manifest.json`` and ``labels.txt`` into ``root`` (atomically): the one writer of every build path.
+
+    What is written is first read back through :meth:`Manifest.from_dict`, so a build can never
+    save a manifest the runtime would refuse.
+    """
     root = Path(root)
+    Manifest.from_dict(json.loads(json.dumps(manifest.to_dict())))
     for v in manifest.variants:
         if not (root / v.file).is_file():
             raise PackageError(f"cannot write the manifest: {root / v.file} does not exist")
     atomic_write_text(root / LABELS_FILE, "\n".join(manifest.labels) + "\n")
     return atomic_write_text(root / MANIFEST, json.dumps(manifest.to_dict(), indent=2))
+
+
+def _check_role_io(role: str, gio: GraphIO, m: Manifest) -> None:
+    """A role's recorded I/O carries the names the runtime feeds and reads, and shapes that fit the contract."""
+    where = f"manifest.io.{role}"
+    ins, outs = gio.input_names, gio.output_names
+    if role == graph_io.FRAME_ENCODER:
+        states = [t.name for t in gio.state_inputs]
+        want_in = [graph_io.FRAME_INPUT, *states]
+        want_out = [graph_io.FEATURES, *(graph_io.state_output(n) for n in states)]
+        if ins != want_in or sorted(outs) != sorted(want_out):
+            raise PackageError(f"{where}: inputs {ins} and outputs {outs}; expected inputs {want_in} and outputs "
+                               f"{want_out} (aknet_edge.graph_io); rebuild the package")
+        return
+    want_in = [graph_io.CLIP_INPUT if role == graph_io.CLIP else graph_io.FEATURES]
+    if ins != want_in or not outs or outs != list(graph_io.CLIP_OUTPUTS[: len(outs)]):
+        raise PackageError(f"{where}: inputs {ins} and outputs {outs}; expected inputs {want_in} and outputs "
+                           f"{list(graph_io.CLIP_OUTPUTS)} or their first (aknet_edge.graph_io); rebuild the package")
+    pre, logits = m.preprocessing, gio.outputs[0]
+    if role == graph_io.CLIP and list(gio.inputs[0].shape[1:]) != [pre.frames, 3, *pre.size]:
+        raise PackageError(f"{where}.inputs[0].shape {list(gio.inputs[0].shape)} does not fit the preprocessing "
+                           f"(batch, {pre.frames}, 3, {pre.size[0]}, {pre.size[1]}); rebuild the package")
+    if len(logits.shape) != 2 or logits.shape[1] != m.config.num_classes:
+        raise PackageError(f"{where}: {logits.name} has shape {list(logits.shape)}; expected (batch, "
+                           f"{m.config.num_classes}) for the package's classes; rebuild the package")
 
 
 # -- the package on disk -------------------------------------------------------------------------
@@ -659,4 +740,7 @@ def load(root: str | os.PathLike, verify: bool = True) -> Package:
             if sha256_file(p) != v.sha256:
                 raise PackageError(f"{root}: {v.file} does not match its SHA-256 in the manifest (corrupted or "
                                    "edited); rebuild the package")
+            cache = v.engine.calibration_cache if v.engine else None
+            if cache is not None and not (root / cache).is_file():
+                raise PackageError(f"{root}: the engine's calibration cache {cache} is missing; rebuild the package")
     return Package(root, manifest)

@@ -37,7 +37,8 @@ def demo_package() -> Path:
     version change (a new version may export a different graph from the same weights; needs torch)."""
     from . import __version__
     from .config import DEMO_WEIGHTS
-    from .package import PackageError, read_manifest, sha256_file
+    from .errors import AknetError
+    from .package import read_manifest, sha256_file
 
     where = demo_package_dir()
     if (where / "manifest.json").is_file():
@@ -45,7 +46,7 @@ def demo_package() -> Path:
             m = read_manifest(where)
             if m.source_sha256 == sha256_file(DEMO_WEIGHTS) and m.created_by == f"aknet_edge {__version__}":
                 return where
-        except (OSError, PackageError):
+        except (OSError, AknetError):  # a stale or broken cache is rebuilt
             pass
         log.info("the cached demo package %s is stale or unreadable: rebuilding it", where)
     import importlib.util
@@ -119,7 +120,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         log.info("signal %d: stopping", signum)
         stop.set()
 
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     print_events = args.jsonl != "-"
 
     def on_event(ev: Any) -> None:
@@ -134,6 +134,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                      preview_host=args.preview_host, output_video=args.output_video, display=args.display,
                      max_seconds=args.max_seconds, on_event=on_event,
                      source_options=source_options_from_args(args))
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         rec.start()
         if rec.preview is not None:

@@ -34,6 +34,7 @@ from .media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, listing
 log = logging.getLogger(__name__)
 
 FOLDER_FPS = 15.0  # the frame rate a folder of images plays at (training and the runtime's folder source)
+SAMPLING_RULE = "time-grid-1"  # names this module's rule in cache keys; change it when the rule changes
 T = TypeVar("T")
 
 

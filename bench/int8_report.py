@@ -29,6 +29,7 @@ from aknet_edge.build import BASE_LOWERING
 from aknet_edge.calibration import convert_fp16, load_calibration_set, quantize_int8
 from aknet_edge.checkpoint import DEMO_WEIGHTS, load_checkpoint
 from aknet_edge.evaluate import evaluate_variants, heldout_synthetic
+from aknet_edge.graph_io import CLIP_INPUT
 from aknet_edge.export.lower import lower
 from aknet_edge.export.module_nodes import nodes_of_modules
 from aknet_edge.export.onnx_export import to_onnx
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         reports = evaluate_variants(files, x, y, methods, cfg.grid)
         one = x[:1]
         sessions = {name: _session(path, args.threads) for name, path in files.items()}
-        lat, _ = interleaved_ms({name: (lambda s=s: s.run(None, {"clip": one})) for name, s in sessions.items()},
+        lat, _ = interleaved_ms({name: (lambda s=s: s.run(None, {CLIP_INPUT: one})) for name, s in sessions.items()},
                                 warmup=5, repeats=args.repeats, seconds=args.seconds)
     print(f"{args.checkpoint}: {len(y)} held-out synthetic clips, {len(cal.clips)} calibration clips; "
           f"ONNX Runtime {ort.__version__} CPU, batch 1, {args.threads} threads\n")

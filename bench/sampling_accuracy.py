@@ -33,6 +33,7 @@ from aknet_edge.config import DEMO_WEIGHTS, ClipSpec  # noqa: E402
 from aknet_edge.data import HELDOUT_SEED, LabelledFolder  # noqa: E402
 from aknet_edge.evaluate import predict  # noqa: E402
 from aknet_edge.io_utils import atomic_write_text  # noqa: E402
+from aknet_edge.media import FOURCC  # noqa: E402
 from aknet_edge.preprocess import preprocess_clip  # noqa: E402
 from aknet_edge.synthetic import CLASSES, render_action  # noqa: E402
 
@@ -48,7 +49,7 @@ def write_folder(root: Path, seconds: list, clips_per_class: int, seed: int, siz
             dur = float(seconds[0]) if len(seconds) == 1 else float(rng.uniform(*seconds))
             n = max(2, int(round(dur * FPS)))
             frames = render_action(label, np.random.default_rng([seed, label, i]), np.arange(n) / n, size)
-            w = cv2.VideoWriter(str(root / name / f"{i:03d}.avi"), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (size, size))
+            w = cv2.VideoWriter(str(root / name / f"{i:03d}.avi"), cv2.VideoWriter_fourcc(*FOURCC[".avi"]), FPS, (size, size))
             for f in frames:
                 w.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
             w.release()

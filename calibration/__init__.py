@@ -2,10 +2,24 @@
 
 Imports without TensorRT: TensorRT's implicit calibrators are made by a
 factory in :mod:`aknet_edge.runtime.trt` only when a build asks for them.
+Names load lazily, so ``aknet_edge.calibration.options`` (the calibration
+choices and defaults) stays cheap for the package contract and the device side.
 """
 
-from .data import CalibrationSet, find_clips, load_calibration_set, preprocess_clip
-from .precision import CALIB_METHODS, convert_fp16, float_kept_nodes, quantize_int8
+from __future__ import annotations
 
-__all__ = ["CALIB_METHODS", "CalibrationSet", "convert_fp16", "find_clips", "float_kept_nodes",
-           "load_calibration_set", "preprocess_clip", "quantize_int8"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "CalibrationSet": "data", "find_clips": "data", "load_calibration_set": "data", "preprocess_clip": "data",
+    "convert_fp16": "precision", "float_kept_nodes": "precision", "quantize_int8": "precision",
+    "CALIB_METHODS": "options",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,11 +19,11 @@ import numpy as np
 
 from aknet_edge.config import ClipSpec
 from aknet_edge.errors import DataError
-from aknet_edge.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, listing
+from aknet_edge.media import IMAGE_SUFFIXES, SYNTHETIC, VIDEO_SUFFIXES, listing
 from aknet_edge.preprocess import preprocess_clip
-from aknet_edge.sampling import read_clip
+from aknet_edge.sampling import FOLDER_FPS, SAMPLING_RULE, read_clip
 
-from .options import SYNTHETIC
+from .options import DEFAULT_CLIPS
 
 __all__ = ["CalibrationSet", "load_calibration_set", "preprocess_clip", "find_clips"]
 log = logging.getLogger(__name__)
@@ -69,7 +69,10 @@ def find_clips(source: str | os.PathLike) -> list[Path]:
 
 
 def _fingerprint(paths: list[Path], spec: ClipSpec, n: int, seed: int) -> str:
-    h = hashlib.sha256(json.dumps({"spec": asdict(spec), "n": n, "seed": seed}, sort_keys=True).encode())
+    # the sampling rule is part of the key: clips cached under another rule (0.2.0 spread frames evenly over the
+    # whole video) must not calibrate this one
+    h = hashlib.sha256(json.dumps({"spec": asdict(spec), "n": n, "seed": seed, "sampling": SAMPLING_RULE,
+                                   "folder_fps": FOLDER_FPS}, sort_keys=True).encode())
     for p in paths:
         try:
             st = p.stat()
@@ -83,7 +86,7 @@ def _fingerprint(paths: list[Path], spec: ClipSpec, n: int, seed: int) -> str:
     return h.hexdigest()[:16]
 
 
-def load_calibration_set(source: str, spec: ClipSpec, n_clips: int = 64, seed: int = 0,
+def load_calibration_set(source: str, spec: ClipSpec, n_clips: int = DEFAULT_CLIPS, seed: int = 0,
                          cache_dir: str | os.PathLike | None = None, progress: bool = False) -> CalibrationSet:
     """Up to ``n_clips`` preprocessed clips, shuffled with ``seed``; unreadable clips are skipped and counted."""
     if n_clips < 1:

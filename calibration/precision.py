@@ -29,7 +29,7 @@ import onnx
 from aknet_edge.errors import ConfigError, DataError
 from aknet_edge.export.functions import RANK, SELECT
 
-from .options import CALIB_METHODS, DEFAULT_PERCENTILE, check_method, check_percentile
+from .options import DEFAULT_METHOD, DEFAULT_PERCENTILE, check_method, check_percentile
 
 log = logging.getLogger(__name__)
 CUSTOM_OP_SCOPES = tuple(f"/{op}" for op in (SELECT, RANK))  # the custom nodes and, once inlined, their bodies
@@ -67,7 +67,7 @@ class _Reader:
         self._it = iter({self.input_name: c[None].astype(np.float32)} for c in self.clips)
 
 
-def quantize_int8(model: onnx.ModelProto, clips: np.ndarray, method: str = "minmax",
+def quantize_int8(model: onnx.ModelProto, clips: np.ndarray, method: str = DEFAULT_METHOD,
                   keep_float_nodes: Sequence[str] = (), percentile: float = DEFAULT_PERCENTILE) -> onnx.ModelProto:
     """Static INT8 Q/DQ: symmetric INT8 activations, per-channel symmetric INT8 weights, zero points 0.
 
@@ -107,9 +107,10 @@ def quantize_int8(model: onnx.ModelProto, clips: np.ndarray, method: str = "minm
 
 
 def convert_fp16(model: onnx.ModelProto, keep_float_nodes: Sequence[str] = ()) -> onnx.ModelProto:
-    """FP16 weights and activations, FP32 graph I/O, the keypoint path blocked from conversion.
+    """FP16 weights and activations, FP32 graph I/O; ``keep_float_nodes`` and selection/ranking stay FP32.
 
-    ``keep_float_nodes``: as for :func:`quantize_int8`, from ``model.float_modules("fp16")``.
+    ``keep_float_nodes``: as for :func:`quantize_int8`, from ``model.float_modules("fp16")`` (the
+    keypoint scorer and coordinate path); without it only selection and ranking stay FP32.
     """
     from onnxruntime.transformers.float16 import convert_float_to_float16
 

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -15,6 +16,7 @@ from aknet_edge.evaluate import grid_positions, keypoint_iou
 from aknet_edge.export.check import check, errors
 from aknet_edge.export.targets import TENSORRT_TARGETS
 
+REPO_PKG = Path(__file__).parent / "data" / "package-0.2.0"
 FAST = dict(calib_clips=8, eval_clips_per_class=2, compare_methods=False, progress=False)
 
 
@@ -215,3 +217,29 @@ def test_cli_defaults_come_from_build_options():
 
     assert options_from_args(parser().parse_args([])) == BuildOptions()
     assert {f.name for f in fields(BuildOptions)} >= {"calib_method", "calib_percentile", "batch"}
+
+
+def test_option_combinations_the_era_table_rules_out(tmp_path):
+    from aknet_edge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="TensorRT 11.0 has no implicit calibration"):
+        BuildOptions(out=tmp_path / "x", calib_mode="implicit", target="tensorrt-11")
+    BuildOptions(out=tmp_path / "x", calib_mode="implicit", target="tensorrt-10.3")  # 10.x still has it
+    with pytest.raises(ConfigError, match="--workspace 1024.0"):
+        BuildOptions(out=tmp_path / "x", workspace_mb=1024.0)
+    with pytest.raises(ConfigError, match="force='no': expected True or False"):
+        BuildOptions(out=tmp_path / "x", force="no")
+
+
+def test_engine_precision_follows_the_package_and_the_calibration_mode():
+    from aknet_edge.engine import engine_precision
+
+    assert engine_precision("best", ["fp32", "fp16", "int8"]) == "int8"
+    assert engine_precision("fp16", ["fp32", "fp16"]) == "fp16"
+    assert engine_precision("int8", ["fp32"]) == "fp32"  # logged: the package has no INT8 graph
+    assert engine_precision("int8", ["fp32"], "implicit") == "int8"  # TensorRT calibrates the FP32 graph itself
+
+
+def test_from_package_for_onnxruntime_is_refused_before_anything_runs(tmp_path):
+    r = _cli("--from", str(REPO_PKG), "--out", str(tmp_path / "o"), "--target", "onnxruntime")
+    assert r.returncode == 2 and "nothing to build" in r.stderr and not (tmp_path / "o").exists()

@@ -89,6 +89,19 @@ def test_a_variant_without_role_is_a_whole_clip_graph(tmp_path):
     (lambda m: m["config"].update(cut=7), "manifest.config: cut=7"),
     (lambda m: m["build"].update(batch=[4, 1, 2]), "manifest.build.batch"),
     (lambda m: m.update(schema_version=2), "schema_version = 2"),
+    (lambda m: m["io"]["clip"]["inputs"][0].update(dtype="float33"), "manifest.io.clip.inputs[0].dtype"),
+    (lambda m: m["io"]["clip"]["inputs"][0].update(name="video"), "expected inputs ['clip']"),
+    (lambda m: m["io"]["clip"]["inputs"][0].update(shape=["batch", 16, 3, 112, 112]), "does not fit the preprocessing"),
+    (lambda m: m["io"]["clip_head"]["outputs"][0].update(shape=["batch", 10]), "expected (batch, 11)"),
+    (lambda m: m["io"]["frame_encoder"]["outputs"][0].update(name="feats"), "manifest.io.frame_encoder"),
+    (lambda m: m["variants"].append(dict(m["variants"][0], file="copy.onnx")), "the choice would be ambiguous"),
+    (lambda m: m["variants"][0].update(tensorrt_version="10.3.0", gpu="Orin"), "unknown fields"),
+    (lambda m: m["config"].update(labels=["a"] * 11), "differ from manifest.config.labels"),
+    (lambda m: m["accuracy"][0].update(file="../../etc/passwd"), "manifest.accuracy[0].file"),
+    (lambda m: m["preprocessing"].update(size=[40, 40]), "manifest.preprocessing: clip.size=40"),
+    (lambda m: m.update(source_sha256="xyz"), "manifest.source_sha256"),
+    (lambda m: m.update(calibration={"source": "synthetic", "clips": 8, "skipped": 0, "method": "guess", "seed": 0}),
+     "manifest.calibration.method = 'guess'"),
 ])
 def test_bad_manifests_name_the_field(tmp_path, edit, words):
     out = _edited(tmp_path, edit)
@@ -108,6 +121,16 @@ def test_runtime_cli_reports_a_bad_manifest_in_one_line(tmp_path):
     assert r.returncode == 2
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "span_s is missing" in errors[0] and "Traceback" not in r.stderr
+
+
+def test_the_writer_refuses_what_the_reader_would(tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(PKG_020, out)
+    m = pk.load(out).manifest
+    bad = m.variants[0].__class__(m.variants[0].file, "fp32", "tensorrt", m.variants[0].sha256, "clip")  # no EngineInfo
+    with pytest.raises(pk.PackageError, match="tensorrt variant carries"):
+        pk.write(out, m.replace(variants=(bad,) + m.variants[1:]))
+    assert pk.load(out).manifest == m  # the old manifest is untouched
 
 
 def test_one_precision_rule_for_every_kind(tmp_path):

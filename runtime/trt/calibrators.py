@@ -16,6 +16,7 @@ from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from aknet_edge.calibration.options import IMPLICIT_METHODS
 from aknet_edge.errors import ConfigError, DataError
 from aknet_edge.io_utils import atomic_write_bytes, atomic_write_text
 
@@ -24,7 +25,7 @@ from .version import check_supported, format_version, load_tensorrt, require, tr
 
 log = logging.getLogger(__name__)
 
-CALIBRATION_METHODS = ("entropy", "minmax")
+CALIBRATION_METHODS = IMPLICIT_METHODS  # TensorRT's implicit calibrators (aknet_edge.calibration.options)
 
 
 def make_calibrator(method: str, batches: Iterable[np.ndarray], cache_path: PathLike, device: Any = None) -> Any:

@@ -13,10 +13,11 @@ from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
+from aknet_edge import package as pk
 from aknet_edge.errors import ConfigError
 
 PathLike = Union[str, "os.PathLike[str]"]
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = pk.PRECISIONS  # the package contract's precision names
 
 
 @dataclass(frozen=True)
