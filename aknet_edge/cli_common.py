@@ -3,13 +3,61 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import math
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
-from typing import Optional
+from typing import Any, Optional
 
 from .config import PRESET_NAMES, ModelConfig, load_config, preset
 from .errors import AknetError, ConfigError
+
+
+class UsageError(ConfigError):
+    """A command line the parser cannot read (unknown flag, missing value, a value of the wrong type)."""
+
+
+class CliParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose mistakes are one ``error:`` line (via :func:`run_cli`), not usage + exit."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def check_number(flag: str, value: Any, *, minimum: Optional[float] = None, above: Optional[float] = None,
+                 maximum: Optional[float] = None, whole: bool = False, optional: bool = True, unit: str = "") -> Any:
+    """A numeric option's range, checked once for every CLI: finite, and ``>= minimum``, ``> above``, ``<= maximum``.
+
+    ``None`` passes when ``optional`` (an unset option). The message names the flag and the value as the user
+    typed them, e.g. ``--threads 0: expected a whole number >= 1``.
+    """
+    if value is None and optional:
+        return value
+    bounds = []
+    if minimum is not None:
+        bounds.append(f">= {_num(minimum)}")
+    if above is not None:
+        bounds.append(f"> {_num(above)}")
+    if maximum is not None:
+        bounds.append(f"<= {_num(maximum)}")
+    kind = "a whole number" if whole else "a finite number"
+    expected = f"expected {kind}{' ' + ' and '.join(bounds) if bounds else ''}{' ' + unit if unit else ''}"
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and (not whole or isinstance(value, int))
+    if ok and not whole:
+        ok = math.isfinite(value)
+    if ok:
+        ok = ((minimum is None or value >= minimum) and (above is None or value > above)
+              and (maximum is None or value <= maximum))
+    if not ok:
+        raise ConfigError(f"{flag} {value}: {expected}")
+    return value
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 def add_model_args(parser: argparse.ArgumentParser, default_preset: str | None = "demo-tiny") -> None:
@@ -24,28 +72,53 @@ def add_model_args(parser: argparse.ArgumentParser, default_preset: str | None =
 
 
 def config_from_args(args: argparse.Namespace) -> ModelConfig:
-    cfg = load_config(args.config) if args.config else preset(args.preset or "demo-tiny")
+    try:
+        cfg = load_config(args.config) if args.config else preset(args.preset or "demo-tiny")
+    except TypeError as exc:  # a field of the wrong type in the JSON file
+        raise ConfigError(f"--config {args.config}: a field has a value of the wrong type ({exc})") from None
     changes: dict[str, object] = {}
     if getattr(args, "arch", None):
         changes["arch"] = args.arch
+    data = cfg.to_dict()
     for item in args.overrides:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected FIELD=VALUE")
         key, value = item.split("=", 1)
         changes[key] = _parse_value(value)
+        if key in data:
+            _check_override(key, value, changes[key], data[key])
     if not changes:
         return cfg
-    data = cfg.to_dict()
     unknown = sorted(set(changes) - set(data))
     if unknown:
         raise ConfigError(f"--set: unknown config fields {unknown}; known: {sorted(data)}")
     data.update(changes)
-    return ModelConfig.from_dict(data)
+    try:
+        return ModelConfig.from_dict(data)
+    except TypeError as exc:
+        raise ConfigError(f"--set: a value of the wrong type ({exc})") from None
+
+
+def _check_override(key: str, text: str, value: object, current: object) -> None:
+    """``--set FIELD=VALUE`` has the type of the field's current value (and numbers are finite)."""
+    if isinstance(current, bool):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif isinstance(current, int):
+        ok, kind = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+    elif isinstance(current, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        kind = "a finite number"
+    elif isinstance(current, str):
+        ok, kind = isinstance(value, str), "a name"
+    elif isinstance(current, (list, tuple)):
+        ok, kind = isinstance(value, list), "a JSON list"
+    else:  # None (optional fields) and nested objects: the config's own checks decide
+        return
+    if not ok:
+        raise ConfigError(f"--set {key}={text}: expected {kind} (now {json.dumps(current)})")
 
 
 def _parse_value(text: str) -> object:
-    import json
-
     try:
         return json.loads(text)
     except json.JSONDecodeError:
@@ -66,11 +139,17 @@ def add_bool_flag(parser: argparse.ArgumentParser, flag: str, default: object, h
 
 def add_source_args(parser: argparse.ArgumentParser) -> None:
     """Source options from the command line; they go through the same typed check as a URI's query string."""
+    from aknet_edge.runtime.sources.options import RTSP_TRANSPORTS
+
     g = parser.add_argument_group("source")
     g.add_argument("--buffer", type=int, metavar="N", help="frames the capture buffer keeps (newest win on live "
                                                            "sources)")
+    g.add_argument("--rtsp-transport", choices=RTSP_TRANSPORTS,
+                   help="RTSP over TCP (interleaved: through NAT and lossy Wi-Fi) or UDP (default: tcp, unless "
+                        "OPENCV_FFMPEG_CAPTURE_OPTIONS names one)")
     g.add_argument("--source-option", dest="source_option", action="append", default=[], metavar="KEY=VALUE",
-                   help="any option of the source, as in a URI query (e.g. --source-option fps=30); repeatable")
+                   help="any option of the source, as in a URI query (e.g. --source-option fps=30, "
+                        "reconnect_max_s=2, open_timeout_s=10, width=1280); repeatable")
 
 
 def source_options_from_args(args: argparse.Namespace) -> dict:
@@ -80,6 +159,8 @@ def source_options_from_args(args: argparse.Namespace) -> dict:
     options: dict = dict(parse_option_pairs(args.source_option))
     if args.buffer is not None:
         options["buffer_size"] = args.buffer
+    if args.rtsp_transport is not None:  # only when given: every non-RTSP source refuses the option
+        options["rtsp_transport"] = args.rtsp_transport
     return options
 
 
@@ -120,14 +201,81 @@ def quiet_onnxruntime() -> None:
     ort.set_default_logger_severity(3)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so that every cleanup Ctrl-C runs also runs for it."""
+
+    signum = signal.SIGTERM
+
+
+def _on_sigterm(signum: int, _frame: Any) -> None:
+    raise Terminated(f"signal {signum}")
+
+
+def one_line(text: str) -> str:
+    """An error message on one line (multi-line messages are joined with '; ')."""
+    return "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device: its reader went away, and the interpreter's final flush (or a later
+    print) would otherwise fail on it again."""
+    import os
+
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, sys.stdout.fileno())
+        finally:
+            os.close(null)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Run a CLI: log to stderr, known errors as one message and exit 2, Ctrl-C as 130."""
+    """Run a CLI: log to stderr; a user, filesystem or network error is one ``error:`` line and exit 2;
+    Ctrl-C exits 130 and SIGTERM 143, after the same cleanup (temporary files removed, nothing half-written).
+
+    Errors we raise on purpose (:class:`~aknet_edge.errors.AknetError`, argparse mistakes included, see
+    :class:`CliParser`) print their message; any other ``OSError`` (a file or socket the system refused)
+    prints what was refused and why. Anything else is a bug and keeps its traceback.
+    """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.getsignal(signal.SIGTERM)
+        if previous in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, _on_sigterm)
+        else:
+            previous = None  # someone else handles SIGTERM in this process: leave it to them
     try:
         return main(argv)
     except AknetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:
+        if exc.name != "cv2":
+            raise
+        print("error: OpenCV (cv2) is not installed: pip install 'aknet-edge[opencv]', or on Jetson keep the system "
+              "OpenCV in a --system-site-packages venv (README, Install on Jetson)", file=sys.stderr)
+        return 2
+    except BrokenPipeError as exc:
+        if getattr(exc, "filename", None) is None:  # stdout (``... | head``): the reader has what it wanted
+            _silence_stdout()
+            return 128 + 13  # as if killed by SIGPIPE, the shell's convention; no error line, no noise at exit
+        print(f"error: {exc.filename}: the reader went away (broken pipe)", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        from .io_utils import os_error_reason
+
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"error: {where}{os_error_reason(exc)}", file=sys.stderr)
+        return 2
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 128 + int(signal.SIGTERM)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

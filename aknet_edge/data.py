@@ -72,17 +72,28 @@ class LabelledFolder:
         return np.stack(xs), np.asarray(ys, dtype=np.int64), bad
 
 
+SYNTHETIC_CLIPS = ("window", "whole")  # how synthetic training clips see an action
+
+
 def synthetic_batches(
-    spec: ClipSpec, n_per_class: int, seed: int, batch: int, shuffle: bool = True
+    spec: ClipSpec, n_per_class: int, seed: int, batch: int, shuffle: bool = True, clips: str = "window"
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Fresh synthetic clips for one epoch, preprocessed, in batches."""
+    """Fresh synthetic clips for one epoch, preprocessed, in batches.
+
+    ``clips="window"``: sampled by time as the live window sees an action (:mod:`aknet_edge.sampling`; what
+    evaluation and calibration use). ``"whole"``: spread over the whole action, an easier curriculum the demo's
+    first training stages use (``bench/train_demo.sh``).
+    """
     from .synthetic import make_dataset
 
-    clips, labels = make_dataset(n_per_class, seed=seed, frames=spec.frames, size=spec.size, span_s=spec.span_s)
+    if clips not in SYNTHETIC_CLIPS:
+        raise DataError(f"synthetic clips {clips!r}: expected one of {', '.join(SYNTHETIC_CLIPS)}")
+    span = spec.span_s if clips == "window" else None
+    clips_, labels = make_dataset(n_per_class, seed=seed, frames=spec.frames, size=spec.size, span_s=span)
     order = np.random.default_rng(seed).permutation(len(labels)) if shuffle else np.arange(len(labels))
     for i in range(0, len(order), batch):
         sel = order[i : i + batch]
-        yield preprocess_batch(clips[sel], spec), labels[sel]
+        yield preprocess_batch(clips_[sel], spec), labels[sel]
 
 
 def array_batches(

@@ -7,7 +7,6 @@ training never used.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -17,7 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from . import graph_io
-from .cli_common import format_table, run_cli
+from .cli_common import CliParser, check_number, format_table, run_cli
 from .config import WEIGHTS_DIR, ModelConfig
 from .data import HELDOUT_SEED, LabelledFolder
 from .errors import DataError
@@ -166,7 +165,7 @@ def format_accuracy(reports: list[Accuracy]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m aknet_edge.evaluate", description=__doc__.splitlines()[0])
+    p = CliParser(prog="python -m aknet_edge.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("checkpoints", nargs="*", help="safetensors checkpoints (default: the bundled demo models)")
     p.add_argument("--data", default=SYNTHETIC, help=f"'{SYNTHETIC}' (held-out seeds) or a labelled clip folder")
     p.add_argument("--clips-per-class", type=int, default=100, help="synthetic held-out clips per class")
@@ -174,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-class", action="store_true", help="also print per-class accuracy")
     p.add_argument("--json", help="write the results to this JSON file")
     args = p.parse_args(argv)
+    check_number("--clips-per-class", args.clips_per_class, minimum=1, whole=True)
+    check_number("--seed", args.seed, minimum=0, whole=True)
+    if args.json:
+        from .io_utils import check_writable
+
+        check_writable(args.json, "--json")  # before the evaluation, not after it
     import torch
 
     torch.set_num_threads(2)  # the CLI's choice (measured fastest on our 2-core machines); library calls leave it

@@ -6,7 +6,6 @@ FlopCounterMode`` (a multiply-add counts as 2 FLOPs), per stage, at batch 1.
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict, dataclass, field
 
@@ -14,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .cli_common import add_model_args, config_from_args, run_cli
+from .cli_common import CliParser, add_model_args, config_from_args, run_cli
 from .cli_common import format_table as table
 from .config import ModelConfig
 from .model import build_model
@@ -97,11 +96,15 @@ def format_table(ak: Cost, tsm: Cost) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m aknet_edge.flops", description=__doc__.splitlines()[0])
+    p = CliParser(prog="python -m aknet_edge.flops", description=__doc__.splitlines()[0])
     add_model_args(p)
     p.add_argument("--json", help="also write the numbers to this JSON file")
     args = p.parse_args(argv)
     cfg = config_from_args(args)
+    if args.json:
+        from .io_utils import check_writable
+
+        check_writable(args.json, "--json")
     torch.set_num_threads(2)
     ak, tsm = compare(cfg)
     t, h, w = cfg.grid

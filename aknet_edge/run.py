@@ -8,6 +8,7 @@ flushed, exit 0); errors print one ``error: ...`` line and exit 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import signal
 import sys
@@ -16,8 +17,9 @@ import time
 from pathlib import Path
 from typing import Any, List, Optional
 
-from .cli_common import add_bool_flag, add_source_args, defaults_of, run_cli, source_options_from_args
-from .errors import DependencyError
+from .cli_common import (CliParser, add_bool_flag, add_source_args, check_number, defaults_of, run_cli,
+                         source_options_from_args)
+from .errors import ConfigError, DependencyError
 from .media import FOURCC, listing
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,13 @@ def demo_package() -> Path:
         except (OSError, AknetError):  # a stale or broken cache is rebuilt
             pass
         log.info("the cached demo package %s is stale or unreadable: rebuilding it", where)
+    if where.is_dir() and not where.is_symlink():
+        from .build import is_package_dir
+
+        if not is_package_dir(where):  # our own cache folder, broken: --force replaces only packages
+            import shutil
+
+            shutil.rmtree(where)
     import importlib.util
 
     try:
@@ -76,7 +85,7 @@ def parser() -> argparse.ArgumentParser:
     from aknet_edge.runtime.recognizer import RecognizerOptions
 
     d = defaults_of(RecognizerOptions)
-    p = argparse.ArgumentParser(prog="python -m aknet_edge.run", description=__doc__.split("\n\n")[0])
+    p = CliParser(prog="python -m aknet_edge.run", description=__doc__.split("\n\n")[0])
     p.add_argument("source", nargs="?", default=DEFAULT_SOURCE,
                    help="csi://N, /dev/videoN, rtsp://, http(s)://, udp://, a file, an image folder, a GStreamer "
                         f"pipeline or synthetic://?seed=..&fps=..&segments=.. (default {DEFAULT_SOURCE})")
@@ -109,8 +118,51 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_port(host: str, port: int) -> None:
+    """The preview server's address, tried before anything starts: a busy or invalid port is one error line."""
+    import socket
+
+    check_number("--preview-port", port, minimum=0, maximum=65535, whole=True)
+    try:
+        infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigError(f"--preview-host {host}: not an IPv4 address or host name here ({exc})") from None
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the preview server binds
+        try:
+            sock.bind(infos[0][4])
+        except OSError as exc:
+            from .io_utils import os_error_reason
+
+            reason = "already in use" if exc.errno == errno.EADDRINUSE else os_error_reason(exc)
+            raise ConfigError(f"--preview-port {port}: cannot serve the preview on {host}:{port}: {reason}; choose "
+                              "another port (0 picks a free one)") from None
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Every numeric option's range and every output's place, before a package, backend or source opens."""
+    check_number("--threads", args.threads, minimum=1, whole=True)
+    check_number("--stats", args.stats, above=0, unit="seconds")
+    check_number("--max-seconds", args.max_seconds, above=0, unit="seconds")
+    check_number("--stride", args.stride, above=0, unit="seconds")
+    check_number("--enter", args.enter, minimum=0, maximum=1, optional=False)
+    check_number("--exit", args.exit, minimum=0, maximum=1, optional=False)
+    check_number("--min-duration", args.min_duration, minimum=0, optional=False, unit="seconds")
+    if args.jsonl is not None and args.jsonl != "-":
+        from .io_utils import check_writable
+
+        check_writable(args.jsonl, "--jsonl", create_parents=False)
+    if args.output_video is not None:
+        from .io_utils import check_writable
+
+        check_writable(args.output_video, "--output-video", create_parents=False)
+    if args.preview_port is not None:
+        _check_port(args.preview_host, args.preview_port)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
+    check_args(args)
     from aknet_edge.runtime import EndOfStream, Recognizer
 
     pkg = Path(args.package) if args.package else demo_package()
@@ -120,11 +172,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         log.info("signal %d: stopping", signum)
         stop.set()
 
-    print_events = args.jsonl != "-"
+    from aknet_edge.runtime.jsonl import LineWriter
+
+    # whole lines; a reader that goes away (``| head``) is warned about once and recognition goes on
+    events_out = LineWriter("-", label="event output") if args.jsonl != "-" else None
 
     def on_event(ev: Any) -> None:
-        if print_events and ev.state == "ended":
-            print(f"{ev.start:8.2f} - {ev.end:8.2f} s  {ev.label:<12} {ev.confidence:.2f}", flush=True)
+        if events_out is not None and ev.state == "ended":
+            events_out.write_line(f"{ev.start:8.2f} - {ev.end:8.2f} s  {ev.label:<12} {ev.confidence:.2f}")
 
     providers = args.providers.split(",") if args.providers else None
     rec = Recognizer(pkg, args.source, backend=args.backend, precision=args.precision, providers=providers,

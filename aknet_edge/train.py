@@ -19,10 +19,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .checkpoint import save_checkpoint
-from .cli_common import add_model_args, config_from_args, run_cli
+from .cli_common import CliParser, add_model_args, check_number, config_from_args, run_cli
 from .config import ModelConfig
-from .data import LabelledFolder, array_batches, synthetic_batches
-from .errors import DataError
+from .data import SYNTHETIC_CLIPS, LabelledFolder, array_batches, synthetic_batches
 from .model import build_model, logits_of
 
 log = logging.getLogger(__name__)
@@ -41,6 +40,7 @@ class TrainConfig:
     threads: int = 2  # torch intra-op threads while training (restored afterwards); measured fastest on 2 cores
     label_smoothing: float = 0.05
     warmup: float = 0.05  # fraction of steps spent warming up the learning rate
+    synthetic_clips: str = "window"  # "window": as the runtime samples (default); "whole": the whole action
 
 
 @dataclass
@@ -86,7 +86,8 @@ def _train(cfg: ModelConfig, tc: TrainConfig, data: str, out: str | Path | None,
     for epoch in range(tc.epochs):
         model.train()
         batches = (
-            synthetic_batches(cfg.clip, tc.clips_per_class, seed=tc.seed * 1000 + epoch, batch=tc.batch)
+            synthetic_batches(cfg.clip, tc.clips_per_class, seed=tc.seed * 1000 + epoch, batch=tc.batch,
+                              clips=tc.synthetic_clips)
             if folder is None
             else array_batches(x_all, y_all, tc.batch, seed=tc.seed * 1000 + epoch)
         )
@@ -111,8 +112,21 @@ def _train(cfg: ModelConfig, tc: TrainConfig, data: str, out: str | Path | None,
     return TrainResult(model.eval(), losses, time.time() - start)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Every numeric option's range and the checkpoint's place, before any data is read or a step runs."""
+    check_number("--epochs", args.epochs, minimum=1, whole=True, optional=False)
+    check_number("--clips-per-class", args.clips_per_class, minimum=1, whole=True, optional=False)
+    check_number("--batch", args.batch, minimum=1, whole=True, optional=False)
+    check_number("--lr", args.lr, above=0, optional=False)
+    check_number("--seed", args.seed, minimum=0, maximum=2**32 - 1, whole=True, optional=False)  # numpy's range
+    check_number("--threads", args.threads, minimum=1, whole=True, optional=False)
+    from .io_utils import check_writable
+
+    check_writable(args.out, "--out")  # now, not after the first epoch
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m aknet_edge.train", description=__doc__.splitlines()[0])
+    p = CliParser(prog="python -m aknet_edge.train", description=__doc__.splitlines()[0])
     add_model_args(p)
     p.add_argument("--data", default="synthetic", help="'synthetic' or a folder with one sub-folder per class")
     p.add_argument("--init", help="continue from this checkpoint (its config is used; a new LR schedule starts)")
@@ -124,9 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--threads", type=int, default=d.threads)
+    p.add_argument("--synthetic-clips", choices=SYNTHETIC_CLIPS, default=d.synthetic_clips,
+                   help="synthetic clips sampled as the live window sees an action (window) or spread over the "
+                        "whole action (whole: an easier first stage)")
     args = p.parse_args(argv)
-    if args.epochs < 1 or args.batch < 1 or args.clips_per_class < 1:
-        raise DataError("--epochs, --batch and --clips-per-class must be positive")
+    check_args(args)
     init = None
     if args.init:
         from .checkpoint import load_checkpoint
@@ -136,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         cfg = config_from_args(args)
     tc = TrainConfig(epochs=args.epochs, clips_per_class=args.clips_per_class, batch=args.batch, lr=args.lr,
-                     seed=args.seed, threads=args.threads)
+                     seed=args.seed, threads=args.threads, synthetic_clips=args.synthetic_clips)
     res = train(cfg, tc, data=args.data, out=args.out, init=init)
     print(f"trained {cfg.arch}/{cfg.backbone} in {res.seconds / 60:.1f} min; final loss "
           f"{np.mean(res.losses[-20:]):.4f}; checkpoint {args.out}")

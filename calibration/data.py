@@ -49,7 +49,12 @@ def find_clips(source: str | os.PathLike) -> list[Path]:
     if src.is_file():
         if src.suffix.lower() in VIDEO_SUFFIXES:
             return [src]
-        lines = [ln.strip() for ln in src.read_text(encoding="utf-8").splitlines()]
+        try:
+            lines = [ln.strip() for ln in src.read_text(encoding="utf-8").splitlines()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"calibration list file {src} is unreadable ({exc}); give a text file with one path per "
+                            f"line, a folder of videos or frame folders, or '{SYNTHETIC}' (videos: "
+                            f"{listing(VIDEO_SUFFIXES)})") from None
         paths = [(src.parent / ln) if not Path(ln).is_absolute() else Path(ln) for ln in lines if ln and not ln.startswith("#")]
         if not paths:
             raise DataError(f"list file {src} names no clips (one path per line expected)")
@@ -106,9 +111,11 @@ def load_calibration_set(source: str, spec: ClipSpec, n_clips: int = DEFAULT_CLI
     key = _fingerprint(paths, spec, n_clips, seed)
     cache = Path(cache_dir) / f"calib-{key}.npz" if cache_dir else None
     if cache is not None and cache.exists():
-        with np.load(cache) as z:
-            log.info("reusing cached calibration set %s (%d clips; data and settings unchanged)", cache, len(z["clips"]))
-            return CalibrationSet(z["clips"], str(source), int(z["skipped"]), True)
+        cached = _read_cache(cache, spec, n_clips)
+        if cached is not None:
+            clips, skipped_before = cached
+            log.info("reusing cached calibration set %s (%d clips; data and settings unchanged)", cache, len(clips))
+            return CalibrationSet(clips, str(source), skipped_before, True)
     from tqdm import tqdm
 
     xs, skipped = [], 0
@@ -127,11 +134,47 @@ def load_calibration_set(source: str, spec: ClipSpec, n_clips: int = DEFAULT_CLI
         log.warning("%d unreadable calibration clip(s) skipped, %d used", skipped, len(xs))
     x = np.stack(xs)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.tmp-{os.getpid()}.npz")
-        np.savez(tmp, clips=x, skipped=np.array(skipped))
-        os.replace(tmp, cache)
-        stale = [c for c in cache.parent.glob("calib-*.npz") if c != cache]
-        if stale:
-            log.info("calibration data or settings changed: rebuilt %s", cache.name)
+        _write_cache(cache, x, skipped)
     return CalibrationSet(x, str(source), skipped, False)
+
+
+def _read_cache(cache: Path, spec: ClipSpec, n_clips: int) -> tuple[np.ndarray, int] | None:
+    """The cached clips and skip count, or None (with a warning, the file removed) when the cache is unusable.
+
+    Never unpickles (``allow_pickle=False``): a cache is data, and a planted file must not run code. A
+    truncated, garbage or foreign file is rebuilt instead of failing every later build.
+    """
+    try:
+        with np.load(cache, allow_pickle=False) as z:
+            clips, skipped = z["clips"], z["skipped"]
+            shape = (spec.frames, 3, spec.size, spec.size)
+            if clips.dtype != np.float32 or clips.ndim != 5 or tuple(clips.shape[1:]) != shape \
+                    or not 1 <= len(clips) <= n_clips:
+                raise ValueError(f"clips {clips.dtype} {tuple(clips.shape)}, expected float32 (1..{n_clips}, "
+                                 f"{', '.join(map(str, shape))})")
+            if skipped.shape != () or skipped.dtype.kind not in "iu" or int(skipped) < 0:
+                raise ValueError(f"skipped {skipped.dtype} {skipped.shape}, expected one count")
+            return np.ascontiguousarray(clips), int(skipped)
+    except Exception as exc:  # noqa: BLE001 - zipfile, numpy and the OS raise many kinds for a bad file
+        log.warning("calibration cache %s is unreadable or corrupt (%s: %s); rebuilding it", cache,
+                    type(exc).__name__, exc)
+    try:
+        cache.unlink()
+    except OSError:
+        pass
+    return None
+
+
+def _write_cache(cache: Path, x: np.ndarray, skipped: int) -> None:
+    """Save the preprocessed set atomically; a cache that cannot be written (disk full, read-only) is a warning
+    and leaves no file behind: the build goes on without it."""
+    from aknet_edge.io_utils import WriteError, atomic_write_with
+
+    try:
+        atomic_write_with(cache, lambda fh: np.savez(fh, clips=x, skipped=np.array(skipped)))
+    except WriteError as exc:
+        log.warning("calibration set not cached: %s", exc)
+        return
+    stale = [c for c in cache.parent.glob("calib-*.npz") if c != cache]
+    if stale:
+        log.info("calibration data or settings changed: rebuilt %s", cache.name)

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from aknet_edge.cli_common import add_model_args, config_from_args, quiet_onnxruntime, run_cli
+from aknet_edge.cli_common import CliParser, add_model_args, config_from_args, quiet_onnxruntime, run_cli
 from aknet_edge.errors import AknetError, ConfigError
 
 from .targets import TARGETS
@@ -34,7 +34,7 @@ def _load_model(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m aknet_edge.export", description=__doc__.splitlines()[0],
+    p = CliParser(prog="python -m aknet_edge.export", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     add_model_args(p, default_preset=None)
     p.add_argument("--checkpoint", help="safetensors checkpoint (default: the bundled demo model)")
@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         return _check(args)
     if not args.out and not args.split:
         raise ConfigError("nothing to do: give --out FILE.onnx and/or --split DIR (or --check MODEL.onnx)")
+    _check_outputs(args)
     model = _load_model(args)
     from .lower import lower
     from .onnx_export import save, to_onnx, to_split_onnx
@@ -68,6 +69,20 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.split)
         print(f"wrote {save(enc, out / 'frame_encoder.onnx')} and {save(head, out / 'clip_head.onnx')}")
     return 0
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse outputs that cannot be written before the model is loaded and traced."""
+    from aknet_edge.io_utils import check_writable
+
+    if args.out:
+        check_writable(args.out, "--out")
+    if args.split:
+        split = Path(args.split)
+        if split.exists() and not split.is_dir():
+            raise ConfigError(f"--split {split}: is a file; give a folder for frame_encoder.onnx and clip_head.onnx")
+        for name in ("frame_encoder.onnx", "clip_head.onnx"):
+            check_writable(split / name, "--split")
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -35,7 +35,7 @@ class ClipOutput:
     """What the clip graph (or the head) returns, batch first."""
 
     logits: np.ndarray  # (B, classes)
-    keypoints: np.ndarray  # (B, K, 3) normalised (t, y, x)
+    keypoints: np.ndarray  # (B, K, 3) normalised (t, y, x); K = 0 for models without keypoints (TSM)
     keypoint_scores: np.ndarray  # (B, K)
 
 
@@ -121,7 +121,13 @@ class Backend:
 
     @staticmethod
     def _outputs(out: dict[str, np.ndarray]) -> ClipOutput:
-        return ClipOutput(out[graph_io.LOGITS], out[graph_io.KEYPOINTS], out[graph_io.KEYPOINT_SCORES])
+        """The graph's outputs; a graph without keypoints (the TSM baseline: ``logits`` only) gets K = 0."""
+        logits = out[graph_io.LOGITS]
+        pts, scores = out.get(graph_io.KEYPOINTS), out.get(graph_io.KEYPOINT_SCORES)
+        if pts is None or scores is None:
+            b = logits.shape[0]
+            pts, scores = np.zeros((b, 0, 3), np.float32), np.zeros((b, 0), np.float32)
+        return ClipOutput(logits, pts, scores)
 
     def _run(self, role: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError

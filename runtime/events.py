@@ -67,7 +67,11 @@ class EventConfig:
 
 @dataclass
 class ActionEvent:
-    """An action with its start and (once ended) end time; ``state`` is "started" or "ended"."""
+    """An action with its start and (once ended) end time; ``state`` is "started" or "ended".
+
+    ``reason`` is None for events the scores started and ended; an ended event the runtime closed
+    says why: "source lost", "stream gap", "end of stream", "stopped" or "error".
+    """
 
     label: str
     start: float
@@ -75,6 +79,7 @@ class ActionEvent:
     confidence: float  # mean smoothed probability while active
     peak: float
     state: str = "started"
+    reason: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -164,20 +169,21 @@ class EventDetector:
         self._event = ActionEvent(self.labels[c], t, None, prob, prob, "started")
         return ActionEvent(**vars(self._event))
 
-    def _end(self, t: float) -> ActionEvent:
+    def _end(self, t: float, reason: str | None = None) -> ActionEvent:
         assert self._event is not None
         ev = ActionEvent(self._event.label, self._event.start, max(t, self._event.start),
-                         self._sum / max(1, self._n), self._event.peak, "ended")
+                         self._sum / max(1, self._n), self._event.peak, "ended", reason)
         self.active, self._event, self._leave_since, self._cand = None, None, None, None
         return ev
 
-    def finish(self, t: float | None = None) -> list[ActionEvent]:
-        """Close the open event at end of stream: at ``t``, else where it started fading, else the last update."""
+    def finish(self, t: float | None = None, reason: str | None = None) -> list[ActionEvent]:
+        """Close the open event (end of stream, a lost source): at ``t``, else where it started fading, else the
+        last update; ``reason`` says why (see :class:`ActionEvent`)."""
         if self.active is None:
             return []
         if t is None:
             t = self._leave_since if self._leave_since is not None else self.last_time
-        return [self._end(t if t is not None else 0.0)]
+        return [self._end(t if t is not None else 0.0, reason)]
 
 
 __all__ = ["ActionEvent", "EventConfig", "EventDetector", "SMOOTHING", "Smoother", "softmax", "top_k"]

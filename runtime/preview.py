@@ -3,7 +3,10 @@
 Why MJPEG over plain HTTP: any browser or ``curl`` shows it, with no client
 code. The server binds 127.0.0.1 by default (pass ``host="0.0.0.0"`` to share
 it deliberately); each client gets the newest frame, slow clients skip frames.
-Frames are JPEG-encoded once per update, on the caller's thread.
+Frames are JPEG-encoded once per update, on the caller's thread. A client that
+hangs up (mid-stream or before its headers went out) only ends its own
+connection: logged at debug level, never a traceback, never felt by the
+recogniser; any other error in a client's connection is logged once as a warning.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import http.server
 import logging
 import os
+import socket
 import socketserver
 import sys
 import threading
@@ -24,10 +28,28 @@ log = logging.getLogger(__name__)
 BOUNDARY = "aknetframe"
 
 
+# a client went away, or stalled past the timeout (socket.timeout: TimeoutError from Python 3.10 on)
+_HANGUP = (BrokenPipeError, ConnectionError, TimeoutError, socket.timeout)
+
+
 class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = False
     block_on_close = True  # server_close() joins client threads: nothing leaks after close
     allow_reuse_address = True
+    _warned = False
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """socketserver prints a traceback to stderr here; a client's failure is not the server's."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, _HANGUP):
+            log.debug("preview client %s hung up: %s", client_address, exc)
+            return
+        if not self._warned:
+            self._warned = True
+            log.warning("preview client %s failed: %r (further client errors are logged at debug level)",
+                        client_address, exc)
+        else:
+            log.debug("preview client %s failed: %r", client_address, exc)
 
 
 class MjpegServer:
@@ -46,6 +68,13 @@ class MjpegServer:
 
             def log_message(self, fmt: str, *args: Any) -> None:
                 log.debug("preview %s: " + fmt, self.client_address[0], *args)
+
+            def handle(self) -> None:
+                try:
+                    super().handle()
+                except _HANGUP as exc:  # hung up before or while its response went out
+                    log.debug("preview client %s hung up: %s", self.client_address[0], exc)
+                    self.close_connection = True
 
             def do_GET(self) -> None:  # noqa: N802 - http.server API
                 if self.path.startswith("/frame.jpg"):
@@ -72,8 +101,8 @@ class MjpegServer:
                         self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: "
                                          f"{len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
                         self.wfile.flush()
-                except (BrokenPipeError, ConnectionResetError, TimeoutError, OSError):
-                    pass
+                except (_HANGUP + (OSError,)) as exc:
+                    log.debug("preview client %s left the stream: %s", self.client_address[0], exc)
 
         self._httpd = _Server((host, port), Handler)
         self._httpd.timeout = 0.5

@@ -17,7 +17,21 @@ Threading contract:
 * iterating the recogniser (or :meth:`Recognizer.next_result`) reads a bounded
   queue fed by the inference thread; when the consumer falls behind, the oldest
   queued results are dropped (counted in ``results_dropped``), never the
-  inference.
+  inference. Any number of threads may read it; each gets different results, and
+  every one of them sees the end (:class:`EndOfStream`, or the error).
+
+Outages: when a live source stops delivering (it reports the loss and
+reconnects on its own thread), the inference thread notices once the frames
+captured before the loss are used up. The open event then ends with
+``reason="source lost"``, the smoothing and the window start afresh, telemetry
+says "reconnecting" (rates zero), and JSON Lines get ``{"type": "stream",
+"state": "lost", ...}``; the first frame after the reconnect writes "restored"
+and telemetry says "live" again.
+
+Outputs that fail at run time (a full disk under the JSON Lines file or the
+video, a closed stdout pipe, a preview client hanging up) warn once and stop
+(or drop that client); recognition goes on. Callbacks are not outputs: a
+failing callback stops recognition with its error.
 
 Usage::
 
@@ -46,8 +60,8 @@ from aknet_edge.preprocess import preprocess_frame
 
 from .backends import Backend, ClipOutput, open_backend
 from .events import ActionEvent, EventConfig, EventDetector, Smoother, softmax, top_k
-from .sources import EndOfStream, Frame, Source, open_source
-from .telemetry import Telemetry, TelemetrySnapshot
+from .sources import EndOfStream, Frame, Source, SourceStats, open_source
+from .telemetry import ENDED, LIVE, RECONNECTING, Telemetry, TelemetrySnapshot
 from .window import GridSampler, IncrementalEncoder, Sample, WindowBuffer, stride_steps
 
 log = logging.getLogger(__name__)
@@ -62,8 +76,11 @@ class Result:
     label: str  # smoothed top class
     confidence: float  # its smoothed probability
     top_k: list[tuple[str, float]]  # raw (unsmoothed) window scores
-    keypoints: list[tuple[float, float, float, float]]  # (time_s, x_px, y_px, score), best first
-    latency_ms: float  # capture of the newest frame -> result
+    keypoints: list[tuple[float, float, float, float]]  # (time_s, x_px, y_px, score), best first; [] without
+    # keypoints (TSM)
+    # the newest frame reaching the source's buffer -> this window's scores; the delay before that (exposure,
+    # camera encoder, network, decoder) is not in it, nor the outputs' time after it
+    latency_ms: float
     fps: float  # results per second
     frame_index: int
     events: list[ActionEvent] = field(default_factory=list)
@@ -122,6 +139,10 @@ class RecognizerOptions:
 
 _STOP = object()
 _JOIN_S = 30.0  # how long close() waits for the threads (a blocked callback or output can hold them)
+_POLL_S = 0.25  # while frames flow, how often the inference thread checks the source's state
+# why the runtime, not the scores, ended an event (ActionEvent.reason)
+SOURCE_LOST, STREAM_GAP, END_OF_STREAM = "source lost", "stream gap", "end of stream"
+STOPPED, ERROR = "stopped", "error"
 _TXY = np.array([0, 2, 1])  # keypoint columns (t, y, x) -> (t, x, y)
 _EVENT_FIELDS = ("smoothing", "ema_alpha", "mean_windows", "enter", "exit", "min_duration_s")
 
@@ -155,7 +176,7 @@ class Recognizer:
         self._source_arg = source
         self.source: Source | None = source if isinstance(source, Source) else None
         self.backend: Backend | None = None
-        self.telemetry = Telemetry()
+        self.telemetry = Telemetry(rate_horizon_s=max(5.0, 4.0 * (opts.stride_s or 0.0)))
         self.events: collections.deque[ActionEvent] = collections.deque(maxlen=1000)
         self.results_dropped = 0
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, opts.queue_size))
@@ -167,15 +188,22 @@ class Recognizer:
         self._head_queue: queue.Queue[Any] | None = None
         self._head_thread: threading.Thread | None = None
         self._finished = False
+        self._start_lock = threading.Lock()
+        self._stream_state = LIVE
+        self._end_reason = STOPPED
         self._outputs: list[Any] = []
         self.preview: Any = None
         self._closed = False
 
     # -- lifecycle
     def start(self) -> Recognizer:
-        """Open backend, source and outputs, then start the inference thread (idempotent)."""
-        if self._thread is not None:
-            return self
+        """Open backend, source and outputs, then start the inference thread (idempotent, thread-safe)."""
+        with self._start_lock:
+            if self._thread is None:
+                self._start()
+        return self
+
+    def _start(self) -> None:
         opts = self.options
         if opts.stride_s is not None and opts.stride_s <= 0:
             raise ConfigError(f"stride_s={opts.stride_s}: expected > 0 seconds (or None: one sample period)")
@@ -195,6 +223,8 @@ class Recognizer:
                 spec = self.spec
                 self.source.prepare = lambda f: preprocess_frame(f.image, spec, f.color)
             self.source.start()
+            if self.jsonl is not None:
+                self.jsonl.open()
         except BaseException:
             self._release()
             raise
@@ -202,7 +232,6 @@ class Recognizer:
                  "incremental" if self.incremental else "whole clips")
         self._thread = threading.Thread(target=self._loop, name="aknet-inference", daemon=True)
         self._thread.start()
-        return self
 
     def close(self) -> None:
         """Stop inference, release the source, close the open event and flush every output."""
@@ -229,7 +258,8 @@ class Recognizer:
     # -- consuming
     def next_result(self, timeout: float | None = None) -> Result | None:
         """The next result; None after ``timeout``; raises :class:`EndOfStream` when no more will come
-        (and the inference thread's error, if it failed)."""
+        (and the inference thread's error, if it failed). Safe to call from several threads: each result goes
+        to one of them, the end to all."""
         if self._thread is None:
             self.start()
         if self._finished and self._queue.empty():
@@ -240,6 +270,10 @@ class Recognizer:
             return None
         if item is _STOP:
             self._finished = True
+            try:
+                self._queue.put_nowait(_STOP)  # left for the other readers: each of them must see the end too
+            except queue.Full:  # not expected (nothing follows the end); a reader polling sees _finished
+                pass
             self._raise_end()
         return item
 
@@ -258,8 +292,14 @@ class Recognizer:
                 yield r
 
     def stats(self) -> TelemetrySnapshot:
+        """Telemetry now: rates, latency, counters and the source's state (see :class:`TelemetrySnapshot`)."""
         self._sync_source()
         return self.telemetry.snapshot()
+
+    @property
+    def source_state(self) -> str:
+        """"live", "reconnecting" or "ended", as the inference thread last saw the source."""
+        return self.telemetry.state
 
     @property
     def segments(self) -> list[Any] | None:
@@ -272,7 +312,7 @@ class Recognizer:
 
         opts = self.options
         if opts.jsonl is not None:
-            self.jsonl: Any = JsonlWriter(opts.jsonl)
+            self.jsonl: Any = JsonlWriter(opts.jsonl, defer=True)  # a file is created once the source started
             self._outputs.append(self.jsonl)
         else:
             self.jsonl = None
@@ -305,10 +345,12 @@ class Recognizer:
         if self.backend is not None:
             self.backend.close()
 
-    def _sync_source(self) -> None:
-        if self.source is not None:
-            s = self.source.stats()
-            self.telemetry.source(s.dropped, s.reconnects)
+    def _sync_source(self) -> SourceStats | None:
+        if self.source is None:
+            return None
+        s = self.source.stats()
+        self.telemetry.source(s.dropped, s.reconnects, getattr(s, "corrupt", 0))
+        return s
 
     def _reset_stream(self) -> None:
         assert self.backend is not None
@@ -327,15 +369,20 @@ class Recognizer:
         except BaseException as exc:  # reported to the consumer by next_result()
             log.error("inference stopped: %s", exc)
             self._error = self._error or exc
+            self._end_reason = ERROR
         finally:
             head_done = self._stop_head()
+            if self._error is not None:
+                self._end_reason = ERROR
             try:
                 if self._detector is not None and head_done:  # a stuck head thread still owns the detector
-                    for ev in self._detector.finish():
+                    for ev in self._detector.finish(reason=self._end_reason):
                         self._emit_event(ev)
             except Exception as exc:
                 log.warning("closing the open event failed: %s", exc)
             self._sync_source()
+            self._stream_state = ENDED
+            self.telemetry.set_state(ENDED)
             self._hand_off()
             self._put(_STOP, force=True)
 
@@ -346,6 +393,10 @@ class Recognizer:
         self._smoother = Smoother(self.event_config)
         self._detector = EventDetector(self.labels, self.event_config)
         self._reset_stream()
+        self._losses_seen = self.source.stats().failed_reads
+        self._last_frame: Frame | None = None
+        self._lost_at = 0.0
+        self._next_poll = 0.0
         if self.options.overlap and self.backend.concurrent_roles:
             self._head_queue = queue.Queue(maxsize=1)  # one window waits while one runs: bounded, in order
             # whole clips: a window's frames are copied out of the ring (which the next frames overwrite) into
@@ -367,11 +418,53 @@ class Recognizer:
             try:
                 frame = self.source.read(timeout=0.1)
             except EndOfStream:
+                if not self._stop.is_set():
+                    self._end_reason = END_OF_STREAM
                 break
             if frame is None:
-                self._sync_source()
+                self._poll_stream(None)
                 continue
+            if self._stream_state != LIVE or time.monotonic() >= self._next_poll:
+                self._poll_stream(frame)
+            self._last_frame = frame
             self._on_frame(frame)
+
+    # -- the source's state: polled on the inference thread, so lines and events keep the order of the frames
+    def _poll_stream(self, frame: Frame | None) -> None:
+        """Notice a lost or restored live source (``frame``: the one about to be used; None: none came)."""
+        assert self.source is not None
+        self._next_poll = time.monotonic() + _POLL_S
+        s = self._sync_source()
+        assert s is not None
+        if self._stream_state == LIVE and (s.failed_reads > self._losses_seen or (frame is None and not s.connected)):
+            self._losses_seen = s.failed_reads
+            self._stream_lost(s)
+        if self._stream_state == RECONNECTING and frame is not None and s.connected:
+            self._stream_restored(frame, s)
+
+    def _stream_lost(self, s: SourceStats) -> None:
+        now = time.monotonic()
+        last = self._last_frame
+        self._lost_at = last.capture_ts if last is not None else now
+        self._stream_state = RECONNECTING
+        self.telemetry.set_state(RECONNECTING, now)
+        assert self.source is not None
+        log.warning("%s: stream lost after frame %s; an open event ends there", self.source.uri,
+                    "none" if last is None else last.index)
+        info = {"timestamp": None if last is None else round(last.timestamp, 4),
+                "frame": None if last is None else last.index, "reconnects": s.reconnects}
+        self._sampler.reset()  # the window fills again from the first frame after the reconnect
+        self._to_head(("lost", info))
+        self._reset_stream()
+
+    def _stream_restored(self, frame: Frame, s: SourceStats) -> None:
+        outage = max(0.0, frame.capture_ts - self._lost_at)
+        self._stream_state = LIVE
+        self.telemetry.set_state(LIVE)
+        assert self.source is not None
+        log.info("%s: stream restored at frame %d after %.1f s without frames", self.source.uri, frame.index, outage)
+        self._to_head(("restored", {"timestamp": round(frame.timestamp, 4), "frame": frame.index,
+                                    "reconnects": s.reconnects, "outage_s": round(outage, 3)}))
 
     def _on_frame(self, frame: Frame) -> None:
         self.telemetry.frame(frame.capture_ts)
@@ -434,10 +527,15 @@ class Recognizer:
                     return  # closing: this window is not wanted any more
 
     def _head_step(self, item: tuple) -> None:
-        if item[0] == "restart":  # the grid restarted: close the open event, forget the smoothed history
-            for ev in self._detector.finish():
+        if item[0] in ("restart", "lost"):  # close the open event, forget the smoothed history
+            if item[0] == "lost":
+                self._write_stream("lost", item[1])
+            for ev in self._detector.finish(reason=SOURCE_LOST if item[0] == "lost" else STREAM_GAP):
                 self._emit_event(ev)
             self._smoother.reset()
+            return
+        if item[0] == "restored":
+            self._write_stream("restored", item[1])
             return
         kind, x, samples, newest = item
         assert self.backend is not None
@@ -488,14 +586,17 @@ class Recognizer:
         c = int(np.argmax(smooth))
         h, w = newest.image.shape[:2]
         kps = self._keypoints(out, t_start, h, w)
-        snap_fps = self.telemetry.inference.rate()
+        snap_fps = self.telemetry.inference_rate()
         result = Result(t_end, t_start, self.labels[c], float(smooth[c]), top_k(raw, self.labels, self.options.top_k),
                         kps, latency * 1e3, snap_fps, newest.index, probs=smooth)
         result.events = self._detector.update(smooth, t_end - self.spec.span_s / 2)
         if self.preview is not None or self.video is not None or self.display_window is not None or self.options.keep_images:
-            self._draw(result, samples, out)
+            self._draw(result, samples, (h, w))
         if self.jsonl is not None:
-            self.jsonl.write_result(result)
+            try:
+                self.jsonl.write_result(result)
+            except Exception as exc:
+                self._output_failed("jsonl", exc)
         for ev in result.events:
             self._emit_event(ev)
         if self.options.on_result is not None:
@@ -521,7 +622,9 @@ class Recognizer:
         a[:, 0] += t_start
         return list(map(tuple, a.tolist()))
 
-    def _draw(self, result: Result, samples: list[Sample], out: ClipOutput) -> None:
+    def _draw(self, result: Result, samples: list[Sample], size: tuple[int, int]) -> None:
+        """The overlay on the window's frame nearest the keypoints, to each visual output (``size``: the (h, w)
+        the keypoints were scaled to)."""
         import cv2
 
         from .overlay import draw_overlay
@@ -535,20 +638,41 @@ class Recognizer:
             result.image = newest.image if newest.color == "BGR" else cv2.cvtColor(newest.image, cv2.COLOR_RGB2BGR)
         if self.preview is None and self.video is None and self.display_window is None:
             return
-        drawn = draw_overlay(image, result)
-        if self.preview is not None:
-            self.preview.update(drawn)
-        if self.video is not None:
-            self.video.write(drawn)
-        if self.display_window is not None:
-            self.display_window.show(drawn)
+        kps = result.keypoints
+        fh, fw = image.shape[:2]
+        nh, nw = size
+        if kps and (fh, fw) != (nh, nw):  # keypoints are in the newest frame's pixels; this one has another size
+            kps = [(t, x * fw / nw, y * fh / nh, sc) for t, x, y, sc in kps]
+        drawn = draw_overlay(image, result, keypoints=kps)
+        for name, call in (("preview", "update"), ("video", "write"), ("display_window", "show")):
+            out = getattr(self, name)
+            if out is not None:
+                try:
+                    getattr(out, call)(drawn)
+                except Exception as exc:
+                    self._output_failed(name, exc)
 
     def _emit_event(self, ev: ActionEvent) -> None:
         self.events.append(ev)
         if self.jsonl is not None:
-            self.jsonl.write_event(ev)
+            try:
+                self.jsonl.write_event(ev)
+            except Exception as exc:
+                self._output_failed("jsonl", exc)
         if self.options.on_event is not None:
             self.options.on_event(ev)
+
+    def _write_stream(self, state: str, info: dict[str, Any]) -> None:
+        if self.jsonl is not None:
+            try:
+                self.jsonl.write_stream(state, **info)
+            except Exception as exc:
+                self._output_failed("jsonl", exc)
+
+    def _output_failed(self, name: str, exc: BaseException) -> None:
+        """An output raised (its own failures are handled inside; this is the safety net): warn once, drop it."""
+        log.warning("output %s failed (%s: %s); it is switched off, recognition goes on", name, type(exc).__name__, exc)
+        setattr(self, name, None)  # still closed at release (it stays in self._outputs)
 
     def _hand_off(self) -> None:
         """Queue the pending result for the iterator.

@@ -1,3 +1,6 @@
+from __future__ import annotations  # Python 3.8 runs this file (the device venvs)
+
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -5,6 +8,78 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# --------------------------------------------------------------------------- the device-side subset
+# What runs on a Jetson (aknet_edge.runtime, aknet_edge.package, python -m aknet_edge.run, python -m
+# aknet_edge.build --from) must work on Python 3.8-3.12 without torch. These tests exercise it and get the
+# `device` marker; .ci/run runs `pytest -m device` under 3.8, 3.10 and 3.12 in venvs without torch (the runtime
+# tests then use the committed package tests/data/package-0.2.0, see test_runtime_support.demo_package).
+# File -> test functions ("*": all of them). Every test in a tests/test_device_*.py file is a device test too.
+# tests/test_device_subset.py checks that each name here is a test that exists.
+DEVICE_TESTS = {
+    "test_package.py": "*",            # the package contract and the 0.2.0 package through the recogniser
+    "test_no_torch.py": "*",           # the runtime side imports with torch blocked
+    "test_runtime_no_torch.py": "*",   # a full stream with torch, TensorRT and pycuda blocked
+    "test_runtime_cli.py": "*",        # python -m aknet_edge.run: JSON Lines, SIGINT, one-line errors
+    "test_runtime_sources.py": "*",    # files, folders, synthetic, typed errors, reconnect policy
+    "test_runtime_source_options.py": "*",
+    "test_runtime_preview.py": "*",    # MJPEG preview over HTTP
+    "test_sampling.py": "*",           # the live window takes the frames training takes
+    "test_runtime_rtsp.py": "*",       # a real RTSP server, both transports, kill and restart
+    "test_runtime_gstreamer.py": "*",  # bounded opens, missing elements, finite pipelines
+    "test_runtime_faults.py": "*",     # output faults, size changes, several readers, a TSM package
+    "test_runtime_outage.py": "*",     # a lost source is visible and ends what it must
+    "test_runtime_incremental.py": [
+        "test_every_window_equals_whole_clip",
+        "test_grid_sampler_picks_nearest_frame_and_survives_drops",
+        "test_window_ring_is_the_last_t_tensors_in_order_across_wraps",
+        "test_overlapped_head_gives_the_sequential_results_and_events",
+        "test_a_failing_callback_on_the_head_thread_stops_recognition_with_its_error",
+    ],
+    "test_runtime_events.py": ["test_long_video_file", "test_hysteresis_and_min_duration"],
+    "test_settings.py": ["test_flag_values", "test_flag_rejects_what_it_cannot_read",
+                         "test_cache_dir_follows_the_variable"],
+    "test_build.py": [                 # what python -m aknet_edge.build --from checks before TensorRT runs
+        "test_from_package_for_onnxruntime_is_refused_before_anything_runs",
+        "test_engine_cache_key_covers_every_input",
+        "test_engine_precision_follows_the_package_and_the_calibration_mode",
+        "test_option_combinations_the_era_table_rules_out",
+    ],
+}
+DEVICE_FILE_PREFIX = "test_device_"
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def _is_device_file(name: str) -> bool:
+    return name in DEVICE_TESTS or name.startswith(DEVICE_FILE_PREFIX)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Without torch, test files outside the device subset are not even imported (most import torch)."""
+    name = collection_path.name
+    if not HAS_TORCH and name.startswith("test_") and name.endswith(".py") and not _is_device_file(name):
+        return True
+    return None  # pytest decides as usual
+
+
+def pytest_report_header(config):
+    if not HAS_TORCH:
+        return ("torch is not installed: only the device-side tests run (tests/conftest.py: DEVICE_TESTS); "
+                "the others skip or are not collected")
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by marker
+def pytest_collection_modifyitems(config, items):
+    no_torch = pytest.mark.skip(reason="torch is not installed: only the device-side subset runs here (DEVICE_TESTS)")
+    for item in items:
+        name = item.path.name
+        wanted = DEVICE_TESTS.get(name)
+        func = getattr(item, "originalname", item.name)
+        if name.startswith(DEVICE_FILE_PREFIX) or wanted == "*" or (wanted and func in wanted):
+            item.add_marker(pytest.mark.device)
+        elif not HAS_TORCH:
+            item.add_marker(no_torch)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,6 +1,7 @@
 """The build command end to end (portable package here: no TensorRT), the package contract, bad input."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -243,3 +244,121 @@ def test_engine_precision_follows_the_package_and_the_calibration_mode():
 def test_from_package_for_onnxruntime_is_refused_before_anything_runs(tmp_path):
     r = _cli("--from", str(REPO_PKG), "--out", str(tmp_path / "o"), "--target", "onnxruntime")
     assert r.returncode == 2 and "nothing to build" in r.stderr and not (tmp_path / "o").exists()
+
+
+# -- issue 12: --force replaces only a package; one build per --out; SIGTERM and a full disk leave nothing ----
+
+def _one_error(r, words=""):
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert r.returncode == 2 and len(errors) == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert words in errors[0], errors[0]
+
+
+FP32 = ("--precision", "fp32", "--eval-clips-per-class", "1", "--no-compare")
+
+
+def test_force_never_deletes_the_current_folder_or_a_non_package(tmp_path):
+    (tmp_path / "mine.txt").write_text("precious")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("keep")
+    r = _cli("--out", ".", "--force", *FP32, cwd=tmp_path)
+    _one_error(r, "is the current folder or a parent of it")
+    r = _cli("--out", "..", "--force", *FP32, cwd=tmp_path / "notes")
+    _one_error(r, "is the current folder or a parent of it")
+    r = _cli("--out", "notes", "--force", *FP32, cwd=tmp_path)
+    _one_error(r, "is a folder but not a model package")
+    r = _cli("--out", "mine.txt", "--force", *FP32, cwd=tmp_path)
+    _one_error(r, "is a file, not a model package")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt", "notes"]
+    assert (tmp_path / "mine.txt").read_text() == "precious" and (tmp_path / "notes" / "a.txt").read_text() == "keep"
+
+
+def test_force_refuses_a_symlink_and_a_broken_manifest(tmp_path):
+    from aknet_edge.errors import ConfigError
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "manifest.json").write_text("{not json")
+    (tmp_path / "link").symlink_to(REPO_PKG)
+    for name, words in (("broken", "not a model package"), ("link", "symbolic link")):
+        with pytest.raises(ConfigError, match=words):
+            build(BuildOptions(out=tmp_path / name, force=True, **FAST))
+    assert (broken / "manifest.json").read_text() == "{not json" and (tmp_path / "link").is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "link"]
+
+
+def test_a_second_build_into_the_same_out_is_refused(tmp_path):
+    from aknet_edge.build import _BuildLock
+
+    lock = _BuildLock(tmp_path / "pkg").acquire()  # another build holds --out
+    try:
+        r = _cli("--out", str(tmp_path / "pkg"), *FP32)
+        _one_error(r, f"another build (pid {os.getpid()}) is writing")
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".pkg.lock"]
+    finally:
+        lock.release()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_something_created_at_out_during_the_build_is_not_replaced(tmp_path):
+    from aknet_edge.build import _Staging
+    from aknet_edge.errors import ConfigError
+
+    staging = _Staging(tmp_path / "pkg", force=False)
+    staging.tmp.mkdir()
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "theirs.txt").write_text("keep")
+    with pytest.raises(ConfigError, match="already exists"):
+        staging.commit()
+    staging.discard()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"] and (tmp_path / "pkg" / "theirs.txt").is_file()
+
+
+def test_force_replaces_a_package_and_clears_what_killed_builds_left(tmp_path):
+    import shutil
+
+    out = tmp_path / "pkg"
+    shutil.copytree(REPO_PKG, out)
+    (tmp_path / ".pkg.lock").write_text("999999\n")  # a killed build's lock: nobody holds it
+    (tmp_path / ".pkg.building-999999").mkdir()  # and its temporary folder
+    (tmp_path / ".pkg.building-999999" / "model.fp32.onnx").write_bytes(b"half")
+    r = _cli("--out", str(out), "--force", *FP32)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [p.name for p in tmp_path.iterdir()] == ["pkg"]  # no lock, no temporaries, no old package aside
+    m = package.load(out).manifest
+    from aknet_edge import __version__
+
+    assert m.created_by == f"aknet_edge {__version__}"
+
+
+def test_sigterm_during_a_build_leaves_nothing(tmp_path):
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "aknet_edge.build", "--no-progress", "--out", str(tmp_path / "pkg"),
+                             *FP32], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(tmp_path.glob(".pkg.building-*")):
+            time.sleep(0.05)
+        assert list(tmp_path.glob(".pkg.building-*")), "the build never started"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143 and "Traceback" not in err, err[-3000:]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_during_a_build_leaves_nothing(tmp_path):
+    import resource
+
+    def limit():  # writes past 100 kB fail with EFBIG, as ENOSPC on a full disk (Python ignores SIGXFSZ)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    r = subprocess.run([sys.executable, "-m", "aknet_edge.build", "--no-progress", "--out", str(tmp_path / "pkg"),
+                        *FP32], capture_output=True, text=True, timeout=600, preexec_fn=limit)
+    _one_error(r, f"cannot write the package to {tmp_path / 'pkg'}: file too large")
+    assert list(tmp_path.iterdir()) == []

@@ -102,3 +102,10 @@ def test_source_options_from_the_cli_reach_the_source(pkg):
     assert proc.returncode == 0, proc.stderr[-2000:]
     opened = [ln for ln in proc.stderr.splitlines() if "opened synthetic://" in ln]
     assert opened and "speed=0.0" in opened[0] and "block=true" in opened[0] and "buffer_size=2" in opened[0]
+
+
+def test_rtsp_transport_is_refused_by_a_non_rtsp_source(pkg):
+    proc = subprocess.run(_cli("synthetic://?seed=1", "--rtsp-transport", "udp", "--package", str(pkg),
+                               "--max-seconds", "2"), capture_output=True, text=True, timeout=60, cwd=REPO)
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "rtsp_transport" in errors[0], proc.stderr[-2000:]

@@ -86,3 +86,39 @@ def test_hysteresis_and_min_duration():
     assert ended == [("a", 0.75, 2.0), ("b", 2.75, 3.5)]
     assert [e.state for e in out] == ["started", "ended", "started", "ended"]
     assert all(0 < e.confidence <= e.peak <= 1 for e in out)
+
+
+def test_only_events_the_runtime_closed_carry_a_reason():
+    import io
+    import json
+
+    from aknet_edge.runtime.jsonl import JsonlWriter
+
+    det = EventDetector(["no_action", "a"], EventConfig(enter=0.6, exit=0.4, min_duration_s=0))
+    out = det.update(np.array([0.1, 0.9]), 1.0) + det.update(np.array([0.9, 0.1]), 2.0)
+    out += det.update(np.array([0.1, 0.9]), 3.0) + det.finish(reason="end of stream")
+    assert [(e.state, e.reason) for e in out] == [("started", None), ("ended", None), ("started", None),
+                                                  ("ended", "end of stream")]
+    buf = io.StringIO()
+    w = JsonlWriter(buf)
+    for e in out:
+        w.write_event(e)
+    lines = [json.loads(ln) for ln in buf.getvalue().splitlines()]
+    assert ["reason" in o for o in lines] == [False, False, False, True]  # the schema is unchanged otherwise
+    assert lines[-1]["reason"] == "end of stream"
+
+
+def test_the_event_open_at_the_end_of_a_stream_says_so():
+    from pathlib import Path
+
+    from aknet_edge.runtime.sources.memory import ArraySource
+    from aknet_edge.synthetic import iter_long_video
+
+    _, frames = iter_long_video(5, 1, 15.0, 112, (4.0, 4.0))
+    # enter=exit=0: the event that opens stays open until the stream ends
+    with Recognizer(Path(__file__).parent / "data" / "package-0.2.0", ArraySource([f for _, f in frames]),
+                    enter=0.0, exit=0.0, min_duration_s=0.0) as rec:
+        list(rec)
+    events = list(rec.events)
+    assert events and events[-1].state == "ended" and events[-1].reason == "end of stream"
+    assert all(e.reason is None for e in events[:-1])

@@ -119,3 +119,69 @@ def test_options_are_imported_without_numpy_or_cv2():
             "print(m.SyntheticOptions.parse(query='speed=0').speed)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "0.0", out.stderr
+
+
+# --------------------------------------------------------------------------- what a user of a live source can set
+
+
+LIVE_KINDS = (O.CameraOptions, O.CsiOptions, O.NetworkOptions, O.PipelineOptions)
+
+
+@pytest.mark.parametrize("cls", LIVE_KINDS, ids=lambda c: c.kind)
+def test_every_live_kind_takes_buffer_reconnect_and_timeouts_from_a_command_line(cls):
+    pairs = ["buffer_size=2", "reconnect_initial_s=0.25", "reconnect_max_s=4", "reconnect_factor=3",
+             "reconnect_max_attempts=7", "open_timeout_s=2.5", "read_timeout_s=1.5", "max_corrupt_in_row=3"]
+    a = cls.parse(O.parse_option_pairs(pairs))  # as --source-option KEY=VALUE gives them
+    assert (a.buffer_size, a.open_timeout_s, a.read_timeout_s, a.max_corrupt_in_row) == (2, 2.5, 1.5, 3)
+    assert a.reconnect == S.ReconnectPolicy(initial_s=0.25, max_s=4.0, factor=3.0, max_attempts=7)
+    assert cls.parse(query=a.to_query()) == a
+    with pytest.raises(ConfigError, match="read_timeout_s='0'.*> 0"):
+        cls.parse({"read_timeout_s": "0"})
+
+
+@pytest.mark.parametrize("cls", (O.CameraOptions, O.CsiOptions), ids=lambda c: c.kind)
+def test_cameras_take_size_and_frame_rate(cls):
+    a = cls.parse({"width": "640", "height": "480", "fps": "30"})
+    assert (a.width, a.height, a.fps) == (640, 480, 30)
+
+
+def test_rtsp_transport_option():
+    assert O.NetworkOptions().rtsp_transport is None  # auto: tcp unless the environment says otherwise
+    assert O.NetworkOptions.parse({"rtsp-transport": "UDP"}).rtsp_transport == "udp"
+    with pytest.raises(ConfigError, match=r"rtsp_transport='http'.*one of tcp/udp"):
+        O.NetworkOptions.parse({"rtsp_transport": "http"})
+    with pytest.raises(O.SourceOptionError, match="one way, not both"):
+        O.NetworkOptions.parse({"rtsp_transport": "udp", "ffmpeg_options": "rtsp_transport=tcp"})
+    assert "rtsp_transport" in O.usage()
+    with pytest.raises(O.SourceOptionError, match="'rtsp_transport'.*an option of network sources"):
+        O.CameraOptions.parse({"rtsp_transport": "tcp"})
+
+
+def test_pipeline_finite_option():
+    assert O.PipelineOptions().finite is None
+    assert O.PipelineOptions.parse({"finite": "1"}).finite is True
+
+
+def test_ffmpeg_options_merge_the_users_environment():
+    from aknet_edge.runtime.sources.capture import LIVE_FFMPEG_OPTIONS, ffmpeg_capture_options
+
+    rtsp, env = "rtsp://cam/1", "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+    assert ffmpeg_capture_options(rtsp, True, environ={}) == {**LIVE_FFMPEG_OPTIONS, "rtsp_transport": "tcp"}
+    # the user's variable is kept, over our defaults; the source's options over it; the transport last
+    user = {env: "probesize;32|fflags;+genpts"}
+    assert ffmpeg_capture_options(rtsp, True, environ=user) == {
+        "fflags": "+genpts", "analyzeduration": LIVE_FFMPEG_OPTIONS["analyzeduration"], "probesize": "32",
+        "rtsp_transport": "tcp"}
+    assert ffmpeg_capture_options(rtsp, True, {"probesize": "64"}, "udp", environ=user) == {
+        "probesize": "64", "fflags": "+genpts", "rtsp_transport": "udp"}  # given options replace our defaults
+    assert ffmpeg_capture_options(rtsp, True, environ={env: "rtsp_transport;udp"})["rtsp_transport"] == "udp"
+    assert "rtsp_transport" not in ffmpeg_capture_options(rtsp, True, environ={env: "rtsp_flags;prefer_tcp"})
+    assert ffmpeg_capture_options("http://cam/a.mjpg", True, environ={}) == LIVE_FFMPEG_OPTIONS  # not RTSP
+    assert ffmpeg_capture_options("/v.mp4", False, environ={}) == {}  # files: OpenCV's own defaults
+
+
+def test_rtsp_transport_on_a_stream_without_one_is_an_error():
+    with pytest.raises(O.SourceOptionError, match="only rtsp:// streams"):
+        S.open_source("http://127.0.0.1:9/cam.mjpg", rtsp_transport="udp", start=False)
+    src = S.open_source("rtsp://127.0.0.1:9/cam", rtsp_transport="udp", start=False)
+    assert src.options.rtsp_transport == "udp" and ("rtsp_transport", "udp") in src.options.ffmpeg_options

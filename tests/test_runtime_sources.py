@@ -237,3 +237,159 @@ def test_file_logs_its_resolved_block(small_video, caplog):
         pass
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("opened "))
     assert "(file)" in line and "block=true" in line.split() and "realtime=false" in line.split()
+
+
+def test_reconnect_wait_stays_capped_however_long_the_camera_is_gone():
+    p = S.ReconnectPolicy(initial_s=0.5, max_s=10, factor=2)
+    # 0.5 * 2**n leaves float range near n = 1024 (about 3 hours at the cap): the capture thread died of an
+    # OverflowError there, and the camera never came back
+    assert [p.delay(n) for n in (1, 5, 6, 1100, 10 ** 6)] == [0.5, 8, 10, 10, 10]
+
+
+def test_an_unexpected_capture_error_reaches_the_reader():
+    class Buggy(S.Source):
+        def _open(self):
+            pass
+
+        def _grab(self):
+            return np.zeros((4, 4, 3), np.uint8), None
+
+        def _push(self, image, media_ts):  # a bug outside the device calls
+            raise RuntimeError("bug")
+
+    src = Buggy("buggy://").start()
+    try:
+        with pytest.raises(S.SourceError, match="bug"):
+            src.read(timeout=5)  # used to return None forever: the thread was gone without a word
+    finally:
+        src.close()
+
+
+# --------------------------------------------------------------------------- corrupt frames in a live MJPEG stream
+
+
+class MjpegServer:
+    """An HTTP MJPEG camera (multipart/x-mixed-replace) on 127.0.0.1 whose every ``corrupt_every``-th JPEG is
+    garbage; counts what it sent. ``stop()`` hangs up on the clients, as a camera that dies."""
+
+    def __init__(self, fps: float = 30.0, corrupt_every: int = 0) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        frames = []
+        for i in range(30):
+            img = np.zeros((48, 64, 3), np.uint8)
+            cv2.circle(img, (8 + 2 * i, 24), 6, (0, 255, 255), -1)
+            frames.append(cv2.imencode(".jpg", img)[1].tobytes())
+        self.good = self.bad = 0
+        self._stopped = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                i, t0 = 0, time.monotonic()
+                try:
+                    while not server._stopped.is_set():
+                        data = frames[i % len(frames)]
+                        bad = corrupt_every and i % corrupt_every == corrupt_every - 1
+                        if bad:  # keeps the size and the multipart framing; the decoder finds no JPEG in it
+                            data = bytes(np.random.RandomState(i).randint(0, 256, len(data), dtype=np.uint8))
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+                                         % len(data) + data + b"\r\n")
+                        self.wfile.flush()
+                        if bad:
+                            server.bad += 1
+                        else:
+                            server.good += 1
+                        i += 1
+                        server._stopped.wait(max(0.0, t0 + i / fps - time.monotonic()))
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/cam.mjpg"
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
+
+
+@pytest.mark.parametrize("corrupt_every", [30, 3])
+def test_corrupt_frames_in_a_live_stream_are_skipped_and_counted_not_a_reconnect(corrupt_every):
+    """One bad JPEG in 30 forced a full reconnect (losing a third of the frames); one in 3 delivered nothing."""
+    cam = MjpegServer(fps=30, corrupt_every=corrupt_every)
+    try:
+        with S.open_source(cam.url, reconnect_initial_s=0.2, reconnect_max_s=1.0, read_timeout_s=2.0,
+                           buffer_size=64) as src:
+            deadline = time.monotonic() + 20
+            while src.stats().corrupt < 6 and time.monotonic() < deadline:
+                src.read(timeout=0.5)
+            st = src.stats()
+            sent_good, sent_bad = cam.good, cam.bad
+        assert st.reconnects == 0 and st.failed_reads == 0, st
+        assert st.corrupt >= 6, st
+        # every good frame sent reached the source, but for the few still on the way (and the first ones,
+        # sent while FFmpeg probed the stream)
+        assert st.frames >= sent_good - 8, (st, sent_good, sent_bad)
+        assert st.corrupt <= sent_bad
+    finally:
+        cam.stop()
+
+
+def test_max_corrupt_in_row_zero_reconnects_at_the_first_bad_frame():
+    cam = MjpegServer(fps=30, corrupt_every=10)
+    try:
+        with S.open_source(cam.url, reconnect_initial_s=0.1, reconnect_max_s=0.2, read_timeout_s=2.0,
+                           max_corrupt_in_row=0) as src:
+            deadline = time.monotonic() + 20
+            while src.stats().reconnects < 1 and time.monotonic() < deadline:
+                src.read(timeout=0.5)
+            st = src.stats()
+        assert st.reconnects >= 1 and st.corrupt == 0
+    finally:
+        cam.stop()
+
+
+def test_a_dead_stream_is_still_lost_promptly_with_corrupt_frames_tolerated():
+    cam = MjpegServer(fps=30)
+    with S.open_source(cam.url, reconnect_initial_s=0.2, reconnect_max_s=0.5, read_timeout_s=2.0) as src:
+        deadline = time.monotonic() + 20
+        while src.stats().frames < 10 and time.monotonic() < deadline:
+            src.read(timeout=0.5)
+        cam.stop()  # the camera hangs up
+        t = time.monotonic()
+        while src.stats().connected and time.monotonic() < t + 10:
+            src.read(timeout=0.1)
+        lost_after = time.monotonic() - t
+        st = src.stats()
+    assert not st.connected and st.failed_reads == 1 and st.corrupt == 0, st
+    assert lost_after < 2.0 + 1.0, lost_after  # within read_timeout_s: the retries do not delay it
+
+
+def test_a_camera_that_does_not_open_leaves_no_thread_behind():
+    import threading
+
+    from aknet_edge.runtime.sources.capture import OpenCVSource
+
+    before = set(threading.enumerate())
+    src = OpenCVSource("/dev/video63", 63, cv2.CAP_V4L2, live=True, open_timeout_s=5)
+    t = time.monotonic()
+    with pytest.raises(S.SourceOpenError):
+        src.start()  # opened on a capture thread of its own, with a deadline
+    assert time.monotonic() - t < 5
+    src.close()
+    deadline = time.monotonic() + 5
+    while set(threading.enumerate()) - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not set(threading.enumerate()) - before

@@ -168,3 +168,52 @@ def test_recognizer_over_udp_survives_a_camera_restart(video, tmp_path_factory):
     finally:
         _stop(proc)
     _assert_no_leaks(threads_before, fds_before)
+
+
+def test_recognizer_over_udp_reports_the_outage(video, tmp_path_factory):
+    """A real camera restart as the runtime reports it: telemetry state and rates, JSON Lines stream records."""
+    import io
+    import json
+
+    from aknet_edge.runtime import Recognizer
+
+    from test_runtime_support import demo_package
+
+    pkg = demo_package(tmp_path_factory)
+    port = _free_port(socket.SOCK_DGRAM)
+    out_args = ["-c:v", "mpeg2video", "-q:v", "5", "-g", "5", "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316"]
+    proc = _ffmpeg(video, out_args)
+    results: list = []
+    lines = io.StringIO()
+    try:
+        opts = {"reconnect_initial_s": 0.2, "reconnect_max_s": 1.0, "open_timeout_s": 4.0, "read_timeout_s": 1.0}
+        with Recognizer(pkg, f"udp://127.0.0.1:{port}", on_result=results.append, source_options=opts,
+                        jsonl=lines) as rec:
+            deadline = time.monotonic() + 15
+            while len(results) < 3 and time.monotonic() < deadline:
+                rec.next_result(timeout=0.2)
+            assert len(results) >= 3 and rec.stats().source_state == "live"
+            _stop(proc)
+            deadline = time.monotonic() + 10
+            while rec.stats().source_state != "reconnecting" and time.monotonic() < deadline:
+                rec.next_result(timeout=0.2)
+            time.sleep(1.0)
+            down = rec.stats()
+            assert down.source_state == "reconnecting" and down.capture_fps == 0 and down.inference_fps == 0
+            n_before = len(results)
+            proc = _ffmpeg(video, out_args)
+            deadline = time.monotonic() + 25
+            while len(results) < n_before + 3 and time.monotonic() < deadline:
+                rec.next_result(timeout=0.2)
+            assert len(results) >= n_before + 3, "no results after the camera came back"
+            up = rec.stats()
+            assert up.source_state == "live" and up.outages == 1 and up.outage_s >= 1.0 and up.capture_fps > 0
+    finally:
+        _stop(proc)
+    records = [json.loads(ln) for ln in lines.getvalue().splitlines()]
+    stream = [o for o in records if o["type"] == "stream"]
+    assert [o["state"] for o in stream] == ["lost", "restored"]
+    assert stream[1]["reconnects"] == 1 and stream[1]["outage_s"] >= 1.0
+    i, j = records.index(stream[0]), records.index(stream[1])
+    assert not [o for o in records[i:j] if o["type"] == "result"]
+    assert all(o.get("reason") == "source lost" for o in records[i:j] if o["type"] == "event")

@@ -6,7 +6,9 @@ URIs understood by :func:`open_source` (one module per kind of source):
 * ``csi://0`` -- Jetson CSI camera through nvarguscamerasrc (needs OpenCV with GStreamer)
 * ``rtsp://``, ``http(s)://`` (MJPEG), ``udp://`` -- network streams through OpenCV's FFmpeg
 * a video file (or ``file://``), a folder of images (:mod:`.folder`)
-* a raw GStreamer pipeline (any string containing ``!``)
+* a raw GStreamer pipeline (any string containing ``!``; :mod:`.gstreamer` checks its elements
+  before OpenCV opens it, and one that ends by itself, ``num-buffers=`` or ``filesrc``, ends
+  like a file)
 * ``synthetic://?seed=1&fps=15&segments=6&size=112`` -- the synthetic action generator
   (:mod:`.synthetic`), paced at its frame rate (``speed=`` multiplies it, ``speed=0`` is
   unpaced), with its ground-truth :attr:`Source.segments`
@@ -21,7 +23,10 @@ a source logs the options it resolved when it opens.
 
 ``read(timeout)`` returns None on timeout, raises :class:`EndOfStream` when a
 file ended and :class:`SourceError` on failures. Lost live sources reconnect
-with exponential backoff (:class:`ReconnectPolicy`).
+with exponential backoff (:class:`ReconnectPolicy`), each wait at most
+``reconnect_max_s``. Opening and reading are bounded (``open_timeout_s``,
+``read_timeout_s``); a live frame that fails to decode is skipped and counted
+(``stats().corrupt``), not taken for a lost stream.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from aknet_edge.media import IMAGE_SUFFIXES
 from .base import (
     EndOfStream,
     Frame,
+    GStreamerElementError,
     GStreamerUnavailableError,
     Source,
     SourceError,
@@ -45,6 +51,7 @@ from .base import (
     UnsupportedSourceError,
 )
 from .capture import (
+    FFMPEG_ENV,
     LIVE_FFMPEG_OPTIONS,
     NETWORK_SCHEMES,
     NO_GSTREAMER_HINT,
@@ -55,6 +62,7 @@ from .capture import (
     camera_source,
     csi_pipeline,
     csi_source,
+    ffmpeg_capture_options,
     file_source,
     network_source,
     pipeline_source,
@@ -63,8 +71,10 @@ from .folder import ImageFolderSource, folder_source
 from .memory import ArraySource
 from .options import (
     OPTION_CLASSES,
+    RTSP_TRANSPORTS,
     ArrayOptions,
     CameraOptions,
+    CaptureOptions,
     CsiOptions,
     FileOptions,
     FolderOptions,
@@ -91,11 +101,13 @@ def open_source(uri: str | int, *, start: bool = True, **options: Any) -> Source
     ``--source-option KEY=VALUE``, through :func:`parse_option_pairs`), and override the URI's query.
     Common: ``buffer_size`` (frames kept, newest win), ``block`` (wait instead of dropping; default
     for files and folders). Live sources: ``reconnect`` (:class:`ReconnectPolicy`) or
-    ``reconnect_initial_s``/``reconnect_max_s``/``reconnect_factor``/``reconnect_max_attempts``.
+    ``reconnect_initial_s``/``reconnect_max_s``/``reconnect_factor``/``reconnect_max_attempts``,
+    ``open_timeout_s``/``read_timeout_s``, ``max_corrupt_in_row``.
     Cameras: ``width``/``height``/``fps``; csi: those and ``flip``; files: ``realtime`` to pace at
-    their frame rate; network streams and files: ``open_timeout_s``/``read_timeout_s`` and
-    ``ffmpeg_options`` (e.g. ``{"rtsp_transport": "tcp"}``; live network streams default to
-    :data:`LIVE_FFMPEG_OPTIONS`). Unknown options raise :class:`SourceOptionError`.
+    their frame rate, ``open_timeout_s``/``read_timeout_s``; network streams and files:
+    ``ffmpeg_options`` (merged with the user's ``OPENCV_FFMPEG_CAPTURE_OPTIONS``; live network streams
+    default to :data:`LIVE_FFMPEG_OPTIONS`); rtsp://: ``rtsp_transport`` (``tcp``, the default, or
+    ``udp``); GStreamer pipelines: ``finite``. Unknown options raise :class:`SourceOptionError`.
     """
     src = _make_source(uri, options)
     if start:
@@ -159,9 +171,10 @@ def _make_source(uri: str | int, options: Dict[str, Any]) -> Source:
 
 
 __all__ = [
-    "ArrayOptions", "ArraySource", "CameraOptions", "CsiOptions", "EndOfStream", "FileOptions", "FolderOptions",
-    "Frame", "GStreamerUnavailableError", "ImageFolderSource", "LiveOptions", "NetworkOptions", "OpenCVSource",
-    "PipelineOptions", "ReconnectPolicy", "Source", "SourceError", "SourceOpenError", "SourceOptionError",
-    "SourceOptions", "SourceStats", "SyntheticOptions", "SyntheticSource", "UnsupportedSourceError",
-    "csi_pipeline", "open_source", "parse_option_pairs",
+    "FFMPEG_ENV", "RTSP_TRANSPORTS", "ArrayOptions", "ArraySource", "CameraOptions", "CaptureOptions", "CsiOptions",
+    "EndOfStream", "FileOptions", "FolderOptions", "Frame", "GStreamerElementError", "GStreamerUnavailableError",
+    "ImageFolderSource", "LiveOptions", "NetworkOptions", "OpenCVSource", "PipelineOptions", "ReconnectPolicy",
+    "Source", "SourceError", "SourceOpenError", "SourceOptionError", "SourceOptions", "SourceStats",
+    "SyntheticOptions", "SyntheticSource", "UnsupportedSourceError", "csi_pipeline", "ffmpeg_capture_options",
+    "open_source", "parse_option_pairs",
 ]

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -42,6 +42,14 @@ class UnsupportedSourceError(AknetError, ValueError):
 
 class GStreamerUnavailableError(DependencyError):
     """The URI needs GStreamer, which this OpenCV build lacks."""
+
+
+class GStreamerElementError(GStreamerUnavailableError):
+    """A GStreamer pipeline names an element that this machine's GStreamer lacks (``elements`` lists them)."""
+
+    def __init__(self, message: str, elements: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.elements = tuple(elements)
 
 
 class EndOfStream(AknetError, EOFError):
@@ -84,7 +92,8 @@ class SourceStats:
     frames: int = 0
     dropped: int = 0
     reconnects: int = 0
-    failed_reads: int = 0
+    failed_reads: int = 0  # reads that lost the source (each one started a reconnect)
+    corrupt: int = 0  # frames that failed to decode and were skipped, without a reconnect
     connected: bool = False
     fps: float = 0.0
 
@@ -215,6 +224,13 @@ class Source:
 
     # -- capture thread
     def _run(self) -> None:
+        try:
+            self._capture_loop()
+        except BaseException as exc:  # a bug or an unexpected error must reach the reader, not kill it silently
+            log.debug("%s: capture thread failed", self.uri, exc_info=True)
+            self._fail(exc if isinstance(exc, SourceError) else SourceError(f"{self.uri}: capture failed: {exc!r}"))
+
+    def _capture_loop(self) -> None:
         attempt = 0
         try:
             while not self._stop.is_set():
@@ -288,6 +304,11 @@ class Source:
             self._rate.append(now)
             self._cond.notify_all()
 
+    def _count_corrupt(self, n: int = 1) -> None:
+        """``n`` frames failed to decode and were skipped (the stream itself is fine)."""
+        with self._cond:
+            self._stats.corrupt += n
+
     def _fail(self, exc: BaseException) -> None:
         with self._cond:
             self._error = exc
@@ -321,6 +342,6 @@ class Source:
 
 
 __all__ = [
-    "EndOfStream", "Frame", "GStreamerUnavailableError", "ReconnectPolicy", "Source", "SourceError",
-    "SourceOpenError", "SourceStats", "UnsupportedSourceError",
+    "EndOfStream", "Frame", "GStreamerElementError", "GStreamerUnavailableError", "ReconnectPolicy", "Source",
+    "SourceError", "SourceOpenError", "SourceStats", "UnsupportedSourceError",
 ]

@@ -55,7 +55,12 @@ class ReconnectPolicy:
             raise ConfigError(f"reconnect policy {self}: expected 0 < initial_s <= max_s and factor >= 1")
 
     def delay(self, attempt: int) -> float:
-        return min(self.max_s, self.initial_s * self.factor ** max(0, attempt - 1))
+        """Seconds to wait before reconnect ``attempt`` (1, 2, ...): ``initial_s * factor**(attempt-1)``, never more
+        than ``max_s``, however long the source has been gone."""
+        try:
+            return min(self.max_s, self.initial_s * self.factor ** max(0, attempt - 1))
+        except OverflowError:  # factor**n leaves float range after ~1000 attempts (hours at the cap): long capped
+            return self.max_s
 
 
 # --------------------------------------------------------------------------- field declarations
@@ -246,7 +251,7 @@ class SourceOptions:
     # -- print
     def items(self) -> list[tuple[str, Any]]:
         """(name, value) pairs, the kind's own options first, then the common ones."""
-        common = [n for n in LiveOptions.names() if n in self.names()]
+        common = [n for n in CaptureOptions.names() if n in self.names()]
         own = [n for n in self.names() if n not in common]
         return [(n, getattr(self, n)) for n in own + common]
 
@@ -312,7 +317,27 @@ class LiveOptions(SourceOptions):
 
 
 @dataclass(frozen=True)
-class CameraOptions(LiveOptions):
+class CaptureOptions(LiveOptions):
+    """Live sources read through OpenCV (cameras, network streams, GStreamer): timeouts and corrupt frames.
+
+    Not a kind of its own; :class:`CameraOptions`, :class:`CsiOptions`, :class:`NetworkOptions` and
+    :class:`PipelineOptions` build on it. Opening and every read are bounded: FFmpeg (network streams)
+    through OpenCV's own timeouts, V4L2 and GStreamer by running the capture on a thread that is given up
+    on at the deadline (OpenCV's GStreamer open has no timeout and was seen to hang for minutes).
+    """
+
+    kind = "capture"
+
+    open_timeout_s: float = _opt(5.0, "float", "seconds to wait for the source to open", above=0)
+    read_timeout_s: float = _opt(3.0, "float", "seconds a read may block before the source counts as lost",
+                                 above=0)
+    max_corrupt_in_row: int = _opt(
+        10, "int", "frames in a row that fail to decode and are skipped (counted in stats().corrupt) before the "
+                   "source counts as lost and reconnects; 0: reconnect at the first", minimum=0)
+
+
+@dataclass(frozen=True)
+class CameraOptions(CaptureOptions):
     """A V4L2 camera (``0``, ``/dev/video0``, ``v4l2:///dev/video0``): the mode asked of the driver."""
 
     kind = "camera"
@@ -324,10 +349,15 @@ class CameraOptions(LiveOptions):
 
 
 @dataclass(frozen=True)
-class CsiOptions(LiveOptions):
+class CsiOptions(CaptureOptions):
     """A Jetson CSI camera (``csi://N``) through nvarguscamerasrc: the pipeline's mode."""
 
     kind = "csi"
+
+    open_timeout_s: float = _opt(10.0, "float", "seconds to wait for the camera pipeline to start (Argus can take "
+                                                "a few)", above=0)
+    read_timeout_s: float = _opt(5.0, "float", "seconds a read may block before the camera counts as lost",
+                                 above=0)
 
     width: int = _opt(1280, "int", "sensor mode width", minimum=1)
     height: int = _opt(720, "int", "sensor mode height", minimum=1)
@@ -335,28 +365,53 @@ class CsiOptions(LiveOptions):
     flip: int = _opt(0, "int", "nvvidconv flip-method (0 none, 2 rotate 180, ...)", minimum=0, maximum=7)
 
 
+RTSP_TRANSPORTS = ("tcp", "udp")
+
+
 @dataclass(frozen=True)
-class NetworkOptions(LiveOptions):
+class NetworkOptions(CaptureOptions):
     """A network stream (rtsp://, http(s)://, udp://, ...) through OpenCV's FFmpeg.
 
-    Its URL's query belongs to the stream, so these come only as keyword arguments.
+    Its URL's query belongs to the stream, so these come only as keyword arguments. FFmpeg's options
+    are merged, lowest first: our low-latency defaults for live streams (replaced as a whole by an
+    explicit ``ffmpeg_options``), the user's ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` (never overwritten),
+    ``ffmpeg_options``, then ``rtsp_transport``.
     """
 
     kind = "network"
 
-    open_timeout_s: float = _opt(5.0, "float", "seconds to wait for the stream to open", above=0)
-    read_timeout_s: float = _opt(3.0, "float", "seconds a read may block before the stream counts as lost",
-                                 above=0)
+    rtsp_transport: Optional[str] = _opt(
+        None, "str", "RTSP lower transport: tcp (interleaved; through NAT, firewalls and lossy Wi-Fi) or udp (RTP "
+                     "over UDP; lower latency on a clean LAN). auto: tcp, unless OPENCV_FFMPEG_CAPTURE_OPTIONS or "
+                     "ffmpeg_options name one; rtsp:// only", optional=True, choices=RTSP_TRANSPORTS)
     ffmpeg_options: Optional[Tuple[Tuple[str, str], ...]] = _opt(
-        None, "pairs", "FFmpeg demuxer options, e.g. rtsp_transport=tcp (auto: low-latency defaults)",
+        None, "pairs", "FFmpeg demuxer options, e.g. fflags=nobuffer,probesize=32768 (auto: low-latency defaults)",
         optional=True)
+
+    def _check(self) -> None:
+        super()._check()
+        given = dict(self.ffmpeg_options or ())
+        if self.rtsp_transport is not None and given.get("rtsp_transport", self.rtsp_transport) != \
+                self.rtsp_transport:
+            raise SourceOptionError(f"network source options rtsp_transport={self.rtsp_transport} and "
+                                    f"ffmpeg_options=rtsp_transport={given['rtsp_transport']}: give the transport "
+                                    "one way, not both")
 
 
 @dataclass(frozen=True)
-class PipelineOptions(LiveOptions):
+class PipelineOptions(CaptureOptions):
     """A raw GStreamer pipeline (any string with ``!``): the pipeline itself says everything else."""
 
     kind = "gstreamer"
+
+    finite: Optional[bool] = _opt(
+        None, "bool", "the pipeline ends (num-buffers=, filesrc, a file:// uri): its end is an EndOfStream, as a "
+                      "file's, and it is read like a file; false: a live pipeline, reconnected when it stops. auto: "
+                      "decided from the pipeline", optional=True)
+    open_timeout_s: float = _opt(10.0, "float", "seconds to wait for the pipeline to start (OpenCV's GStreamer open "
+                                                "has no timeout of its own)", above=0)
+    read_timeout_s: float = _opt(5.0, "float", "seconds a read may block before the pipeline counts as stalled",
+                                 above=0)
 
 
 @dataclass(frozen=True)
@@ -450,7 +505,7 @@ def usage() -> str:
 
 
 __all__ = [
-    "ArrayOptions", "CameraOptions", "CsiOptions", "FileOptions", "FolderOptions", "LiveOptions", "NetworkOptions",
-    "OPTION_CLASSES", "PipelineOptions", "ReconnectPolicy", "SourceOptionError", "SourceOptions",
-    "SyntheticOptions", "parse_option_pairs", "usage",
+    "ArrayOptions", "CameraOptions", "CaptureOptions", "CsiOptions", "FileOptions", "FolderOptions", "LiveOptions",
+    "NetworkOptions", "OPTION_CLASSES", "PipelineOptions", "RTSP_TRANSPORTS", "ReconnectPolicy", "SourceOptionError",
+    "SourceOptions", "SyntheticOptions", "parse_option_pairs", "usage",
 ]
