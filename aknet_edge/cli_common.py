@@ -137,6 +137,14 @@ def add_bool_flag(parser: argparse.ArgumentParser, flag: str, default: object, h
     parser.set_defaults(**{dest: default})
 
 
+class _SourcesHelp(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        from aknet_edge.runtime.sources.options import usage
+
+        print(usage())
+        parser.exit()
+
+
 def add_source_args(parser: argparse.ArgumentParser) -> None:
     """Source options from the command line; they go through the same typed check as a URI's query string."""
     from aknet_edge.runtime.sources.options import RTSP_TRANSPORTS
@@ -144,6 +152,8 @@ def add_source_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("source")
     g.add_argument("--buffer", type=int, metavar="N", help="frames the capture buffer keeps (newest win on live "
                                                            "sources)")
+    g.add_argument("--help-sources", action=_SourcesHelp, nargs=0,
+                   help="list every source kind's options, their defaults and accepted values, and exit")
     g.add_argument("--rtsp-transport", choices=RTSP_TRANSPORTS,
                    help="RTSP over TCP (interleaved: through NAT and lossy Wi-Fi) or UDP (default: tcp, unless "
                         "OPENCV_FFMPEG_CAPTURE_OPTIONS names one)")

@@ -109,3 +109,10 @@ def test_rtsp_transport_is_refused_by_a_non_rtsp_source(pkg):
                                "--max-seconds", "2"), capture_output=True, text=True, timeout=60, cwd=REPO)
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert proc.returncode == 2 and len(errors) == 1 and "rtsp_transport" in errors[0], proc.stderr[-2000:]
+
+
+def test_help_sources_lists_every_kinds_options():
+    proc = subprocess.run(_cli("--help-sources"), capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 0
+    for needle in ("network:", "rtsp_transport=", "reconnect_max_s=", "open_timeout_s=", "synthetic:", "folder:"):
+        assert needle in proc.stdout
