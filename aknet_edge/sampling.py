@@ -25,11 +25,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, List, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, List, Optional, Tuple, TypeVar
 
-from .config import ClipSpec
 from .errors import ConfigError, DataError
 from .media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, listing
+
+if TYPE_CHECKING:  # annotations only: config imports the synthetic generator, which samples by this module
+    from .config import ClipSpec
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +124,6 @@ def read_clip(path: str | Path, spec: ClipSpec, fps: float = FOLDER_FPS) -> Any:
     video costs its first ``span_s`` seconds. ``fps`` is the rate of a frame folder.
     """
     import cv2
-    import numpy as np
 
     path = Path(path)
     if path.is_dir():

@@ -288,9 +288,9 @@ def test_force_refuses_a_symlink_and_a_broken_manifest(tmp_path):
 
 
 def test_a_second_build_into_the_same_out_is_refused(tmp_path):
-    from aknet_edge.build import _BuildLock
+    from aknet_edge.staging import BuildLock
 
-    lock = _BuildLock(tmp_path / "pkg").acquire()  # another build holds --out
+    lock = BuildLock(tmp_path / "pkg").acquire()  # another build holds --out
     try:
         r = _cli("--out", str(tmp_path / "pkg"), *FP32)
         _one_error(r, f"another build (pid {os.getpid()}) is writing")
@@ -301,10 +301,10 @@ def test_a_second_build_into_the_same_out_is_refused(tmp_path):
 
 
 def test_something_created_at_out_during_the_build_is_not_replaced(tmp_path):
-    from aknet_edge.build import _Staging
+    from aknet_edge.staging import Staging
     from aknet_edge.errors import ConfigError
 
-    staging = _Staging(tmp_path / "pkg", force=False)
+    staging = Staging(tmp_path / "pkg", force=False)
     staging.tmp.mkdir()
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "theirs.txt").write_text("keep")
