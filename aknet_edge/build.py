@@ -27,8 +27,8 @@ from . import graph_io, trt_eras
 from . import package as pk
 from .calibration.options import (CALIB_METHODS, CALIB_MODES, DEFAULT_CLIPS, DEFAULT_METHOD, DEFAULT_PERCENTILE,
                                   check_method, check_percentile)
-from .cli_common import (CliParser, add_bool_flag, add_model_args, config_from_args, defaults_of, quiet_onnxruntime,
-                         run_cli)
+from .cli_common import (CliParser, add_bool_flag, add_model_args, check_number, config_from_args, defaults_of,
+                         quiet_onnxruntime, run_cli)
 from .config import ModelConfig
 from .engine import compile_engine, engine_precision
 from .errors import AknetError, ConfigError, DataError
@@ -66,13 +66,6 @@ def parse_batch(text: str) -> Tuple[int, int, int]:
     if len(batch) != 3:
         raise ConfigError(f"--batch {text}: {BATCH_RULE}")
     return batch  # type: ignore[return-value]
-
-
-def _whole(flag: str, value: object, minimum: int, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{flag} {value}: expected a whole number >= {minimum}")
 
 
 def _flag(name: str, value: object) -> None:
@@ -115,7 +108,7 @@ class BuildOptions:
         object.__setattr__(self, "calib_percentile", check_percentile(self.calib_percentile))
         if isinstance(self.calib_clips, bool) or not isinstance(self.calib_clips, int) or self.calib_clips < 1:
             raise DataError(f"--calib-clips {self.calib_clips}: expected at least 1")
-        _whole("--calib-seed", self.calib_seed, 0)
+        check_number("--calib-seed", self.calib_seed, minimum=0, whole=True, optional=False)
         if self.calib_mode not in CALIB_MODES:
             raise ConfigError(f"--calib-mode {self.calib_mode!r}: expected one of {', '.join(CALIB_MODES)}")
         b = tuple(self.batch)

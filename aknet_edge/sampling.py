@@ -153,7 +153,8 @@ def read_clip(path: str | Path, spec: ClipSpec, fps: float = FOLDER_FPS) -> Any:
             if img.ndim == 2:
                 img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
             last = img
-            picks += [r.item for r in grid.push(media_time(n, rate, cap.get(cv2.CAP_PROP_POS_MSEC) / 1e3), img)]
+            position = cap.get(cv2.CAP_PROP_POS_MSEC) / 1e3 if rate <= 0 else None  # only without a frame rate
+            picks += [r.item for r in grid.push(media_time(n, rate, position), img)]
             n += 1
     finally:
         cap.release()

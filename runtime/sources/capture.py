@@ -316,7 +316,8 @@ class OpenCVSource(Source):
         """One ``cap.read()``: (ok, image, position in seconds or 0 for live sources)."""
         def read(cap: Any) -> Tuple[bool, Any, float]:
             ok, image = cap.read()
-            pos = float(cap.get(cv2.CAP_PROP_POS_MSEC)) / 1e3 if ok and not self.live else 0.0
+            # the decoder's position is the timestamp only where the container declares no frame rate
+            pos = float(cap.get(cv2.CAP_PROP_POS_MSEC)) / 1e3 if ok and not self.live and self._file_fps <= 0 else 0.0
             return ok, image, pos
 
         worker = self._worker
