@@ -10,6 +10,8 @@ Tie rule, shared with ONNX TopK: among equal scores the lower flat index wins.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -71,10 +73,24 @@ def _select_backward(ctx, grad_kept: Tensor, _grad_idx, grad_scores: Tensor):
 keypoint_select.register_autograd(_select_backward, setup_context=_select_setup)
 
 
+@functools.lru_cache(maxsize=32)
+def _keys_on(criterion: str, grid: tuple[int, ...], device: torch.device) -> Tensor:
+    """The position keys of ``grid``, made once per device.
+
+    Cached so a CUDA step copies no host array to the GPU on every call: the
+    copy costs a synchronising transfer per inference, and a copy from
+    pageable memory cannot be captured into a CUDA graph (bench/gpu_bench.py).
+    """
+    return torch.from_numpy(rank_keys(criterion, grid).copy()).to(device)
+
+
 def _rank_order(indices: Tensor, scores: Tensor, criterion: str, grid: list[int]) -> Tensor:
     if criterion == "score":
         return torch.sort(scores, dim=1, descending=True, stable=True).indices
-    keys = torch.from_numpy(rank_keys(criterion, tuple(grid)).copy()).to(indices)
+    if type(indices) is Tensor:  # real data: the per-device cache
+        keys = _keys_on(criterion, tuple(int(g) for g in grid), indices.device)
+    else:  # fake or functional tensors (tracing, export, opcheck) take a fresh constant, never a cached real one
+        keys = torch.from_numpy(rank_keys(criterion, tuple(grid)).copy()).to(indices)
     return torch.argsort(keys[indices], dim=1)  # keys are unique per position: no ties
 
 
