@@ -17,7 +17,7 @@ compares correctly against them (``(10, 7, 0) >= (10, 7)``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 MajorMinor = Tuple[int, int]
 
@@ -49,6 +49,7 @@ class Feature:
     since: Optional[MajorMinor] = None  # None: in every supported version
     until: Optional[MajorMinor] = None  # first version without it; None: still there
     instead: str = ""
+    gaps: Tuple[Tuple[MajorMinor, MajorMinor], ...] = ()  # [from, to) stretches inside since..until without it
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,19 @@ FEATURES: Dict[str, Feature] = {
     "onnx_functions": Feature("model-local ONNX functions", since=(9, 0)),  # 8.x ignores them: plugin or inline
     "plugin_before_function": Feature("a plugin taking precedence over a function body", since=(10, 7)),
     "runtime_topk_k": Feature("a TopK K computed at run time", since=(8, 6)),
+    "integer_topk": Feature("TopK on an integer tensor", since=(8, 6)),  # 8.6-9.x cast INT32 to FP32 first
     "int64_tensors": Feature("INT64 tensors", since=(10, 0)),  # earlier versions cast them to INT32
-    "unsorted_topk": Feature("TopK with sorted=0", until=(10, 0)),
-    "scatternd_reduction": Feature("ScatterND reduction", since=(10, 0)),  # earlier: silently ignored
+    # 8.x and 9.x never read a scatter's `reduction` (wrong results); 10.x honours ScatterElements' (plugin)
+    "scatter_reduction_read": Feature("a scatter's reduction attribute read, not ignored", since=(10, 0)),
+    # 10.0-10.8 reject any ScatterND `reduction` attribute, even "none" (10.9 changelog: fixed)
+    "scatternd_reduction_attribute": Feature("a ScatterND reduction attribute", gaps=(((10, 0), (10, 9)),)),
+    "cumulative_layer": Feature("a native CumSum layer", since=(10, 8)),  # before: an ILoop, axis an initializer
+    # 9.0-10.7 skip a function input whose name an outer tensor already has: the body reads the outer tensor
+    "function_input_scoping": Feature("function inputs named like an outer tensor", since=(10, 8)),
+    "optional_qdq_zero_point": Feature("Q/DQ without a zero-point input", since=(9, 0)),
+    "onnx_default_qdq_axis": Feature("ONNX's default Q/DQ axis (1)", since=(11, 0)),  # before: 0 when absent
+    "dla": Feature("DLA cores", gaps=(((11, 0), (11, 4)),),
+                   instead="build for the GPU, or use TensorRT 10.x or 11.4+ (DLA is back on AGX Orin in 11.4.1)"),
 }
 
 RELEASES: Tuple[Release, ...] = (
@@ -118,7 +129,48 @@ def available(feature: str, version: Sequence[int]) -> bool:
     """Whether TensorRT ``version`` has ``feature`` (a key of :data:`FEATURES`)."""
     entry = FEATURES[feature]
     version = tuple(version)
+    if any(start <= version < end for start, end in entry.gaps):
+        return False
     return (entry.since is None or version >= entry.since) and (entry.until is None or version < entry.until)
+
+
+def version_range(feature: str, present: bool = True) -> str:
+    """Where ``feature`` is present (or absent) among the supported versions, e.g. ``"8.x, 10.9+"``."""
+    return versions_where(lambda v: available(feature, v) is present)
+
+
+def versions_where(holds: Callable[[MajorMinor], bool]) -> str:
+    """The supported versions where ``holds(version)`` is true, as text (``"9.0-10.7"``, ``"10.8+"``, ``"none"``).
+
+    Evaluated at every boundary of :data:`FEATURES` (nothing changes between two
+    boundaries), so tables and messages take their ranges from the table, not from prose.
+    """
+    cuts = {SUPPORTED_SINCE, SUPPORTED_UNTIL}
+    for entry in FEATURES.values():
+        cuts.update(b for b in (entry.since, entry.until) if b is not None)
+        cuts.update(b for gap in entry.gaps for b in gap)
+    ordered = sorted(c for c in cuts if SUPPORTED_SINCE <= c <= SUPPORTED_UNTIL)
+    merged: List[Tuple[MajorMinor, MajorMinor]] = []
+    for a, b in zip(ordered, ordered[1:]):
+        if not holds(a):
+            continue
+        if merged and merged[-1][1] == a:
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    return ", ".join(_span(a, b) for a, b in merged) or "none"
+
+
+def _span(start: MajorMinor, end: MajorMinor) -> str:
+    first = f"{start[0]}.{start[1]}"
+    if end == SUPPORTED_UNTIL:
+        return f"{first}+"
+    if end[1] == 0:  # up to the end of the previous major
+        if start[0] == end[0] - 1 and start == SUPPORTED_SINCE:
+            return f"{start[0]}.x"
+        return f"{first}-{end[0] - 1}.x"
+    last = f"{end[0]}.{end[1] - 1}"
+    return first if first == last else f"{first}-{last}"
 
 
 def label(version: Sequence[int]) -> str:

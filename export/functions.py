@@ -112,6 +112,28 @@ def rank_function(criterion: str, grid: tuple[int, int, int], opset: int = 17) -
     )
 
 
+def select_rank_model(num_points: int, k: int, criterion: str, grid: tuple[int, int, int],
+                      channels: int = 8) -> onnx.ModelProto:
+    """Selection + ranking alone, as a model: ``f`` (1, N, C), ``s`` (1, N) -> the K kept points, ordered.
+
+    The part of the clip head that the TensorRT lowerings change, small enough to
+    time and to check for exactness at any K (tests, bench/rank_lowering.py).
+    """
+    sel = helper.make_node(SELECT, ["f", "s"], ["kept", "idx", "vals"], domain=DOMAIN, k=k, gate_max=4.0,
+                           plugin_version="1", plugin_namespace="")
+    rank = helper.make_node(RANK, ["kept", "idx", "vals"], ["f_out", "i_out", "s_out"], domain=DOMAIN,
+                            criterion=criterion, grid=list(grid), plugin_version="1", plugin_namespace="")
+    graph = helper.make_graph(
+        [sel, rank], "select_rank",
+        [helper.make_tensor_value_info("f", TensorProto.FLOAT, [1, num_points, channels]),
+         helper.make_tensor_value_info("s", TensorProto.FLOAT, [1, num_points])],
+        [helper.make_tensor_value_info("f_out", TensorProto.FLOAT, [1, k, channels]),
+         helper.make_tensor_value_info("i_out", TensorProto.INT64, [1, k]),
+         helper.make_tensor_value_info("s_out", TensorProto.FLOAT, [1, k])])
+    return helper.make_model(graph, opset_imports=[*OPSET_IMPORTS, helper.make_opsetid(DOMAIN, 1)],
+                             functions=[select_function(), rank_function(criterion, grid)])
+
+
 def _toposort(nodes: list[onnx.NodeProto], inputs: list[str], owner: str = "") -> list[onnx.NodeProto]:
     """Order nodes so each runs after its producers (lets the bodies above be written readably).
 

@@ -134,12 +134,14 @@ def save(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
 # -- streaming split ------------------------------------------------------------
 
 class _FrameEncoder(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, parent_rows: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.parent_rows = parent_rows  # the last input is the parent-row index (several cameras per call)
 
-    def forward(self, frame: torch.Tensor, *states: torch.Tensor):
-        feats, new_states = self.model.encode_frame(frame, list(states) if states else None)
+    def forward(self, frame: torch.Tensor, *inputs: torch.Tensor):
+        states, parents = (inputs[:-1], inputs[-1]) if self.parent_rows else (inputs, None)
+        feats, new_states = self.model.encode_frame(frame, list(states) if states else None, parents)
         return (feats, *new_states)
 
 
@@ -159,8 +161,15 @@ def split_names(model: nn.Module) -> tuple[list[str], list[str]]:
     return names, [gio.state_output(name) for name in names]
 
 
-def to_split_onnx(model: nn.Module) -> tuple[onnx.ModelProto, onnx.ModelProto]:
-    """``frame_encoder`` (one frame + shift state) and ``clip_head`` (T cached feature maps -> outputs)."""
+def to_split_onnx(model: nn.Module, parent_rows: bool = False) -> tuple[onnx.ModelProto, onnx.ModelProto]:
+    """``frame_encoder`` (one frame + shift state) and ``clip_head`` (T cached feature maps -> outputs).
+
+    ``parent_rows``: the encoder also takes ``parent_rows`` (int32, one entry per output row): a
+    row that a state adds copies row ``parent_rows[r]`` instead of row 0, so the exact incremental
+    mode of several cameras runs in one call, each camera's fresh chains forked from its own carried
+    row (``runtime.window.encode_batch``). Off by default: the graph is then the one earlier
+    versions wrote. Only where the encoder carries shift state.
+    """
     cfg: ModelConfig = model.cfg
     if cfg.arch != "aknet":
         raise ConfigError("the streaming split is defined for AK-Net (arch='aknet')")
@@ -179,8 +188,16 @@ def to_split_onnx(model: nn.Module) -> tuple[onnx.ModelProto, onnx.ModelProto]:
     dyn = {gio.FRAME_INPUT: {0: gio.FRAMES_AXIS if state_in else gio.BATCH_AXIS}, gio.FEATURES: {0: gio.ROWS_AXIS},
            **{n: {0: gio.rows_axis(i)} for i, n in enumerate(state_in)},
            **{n: {0: gio.rows_axis(i)} for i, n in enumerate(state_out)}}
-    enc = _to_onnx(_FrameEncoder(model), (frame, *states), [gio.FRAME_INPUT, *state_in], [gio.FEATURES, *state_out],
-                   dyn)
+    parent_rows = parent_rows and bool(state_in)
+    inputs: tuple = (frame, *states)
+    names = [gio.FRAME_INPUT, *state_in]
+    if parent_rows:
+        from aknet_edge.runtime.backends import PARENT_ROWS
+
+        inputs += (torch.zeros(1, dtype=torch.int32),)
+        names.append(PARENT_ROWS)
+        dyn[PARENT_ROWS] = {0: PARENT_ROWS}
+    enc = _to_onnx(_FrameEncoder(model, parent_rows), inputs, names, [gio.FEATURES, *state_out], dyn)
     enc = finalize(enc)
     with torch.no_grad():
         f, _ = model.encode_frame(frame)
@@ -189,7 +206,7 @@ def to_split_onnx(model: nn.Module) -> tuple[onnx.ModelProto, onnx.ModelProto]:
     return enc, attach_functions(head, cfg)
 
 
-def export_split(model: nn.Module, out_dir: str | os.PathLike) -> tuple[Path, Path]:
-    enc, head = to_split_onnx(model)
+def export_split(model: nn.Module, out_dir: str | os.PathLike, parent_rows: bool = False) -> tuple[Path, Path]:
+    enc, head = to_split_onnx(model, parent_rows)
     out_dir = Path(out_dir)
     return save(enc, out_dir / f"{gio.FRAME_ENCODER}.onnx"), save(head, out_dir / f"{gio.CLIP_HEAD}.onnx")

@@ -9,7 +9,7 @@ there, and shared with runtime/trt/.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 from aknet_edge import trt_eras
 from aknet_edge.errors import ConfigError
@@ -59,12 +59,34 @@ class Target:
         return self._lacks("int64_tensors")
 
     @property
-    def requires_sorted_topk(self) -> bool:
-        return self._lacks("unsorted_topk")
+    def ignores_scatternd_reduction(self) -> bool:
+        """8.x and 9.x never read a scatter's ``reduction``: the node imports and computes a plain scatter."""
+        return self._lacks("scatter_reduction_read")
 
     @property
-    def ignores_scatternd_reduction(self) -> bool:
-        return self._lacks("scatternd_reduction")
+    def has_cumulative_layer(self) -> bool:
+        """False where the parser builds CumSum as a loop of one step per element (TensorRT before 10.8)."""
+        return self.tensorrt is not None and not self._lacks("cumulative_layer")
+
+    def has(self, feature: str) -> bool:
+        """Whether this TensorRT target has ``feature`` (a key of trt_eras.FEATURES); ONNX Runtime has them all."""
+        return not self._lacks(feature)
+
+    @classmethod
+    def for_version(cls, version: Sequence[int]) -> "Target":
+        """The rules of an installed TensorRT ``version`` (e.g. ``(10, 3, 0)``), which may not be a named target.
+
+        Used where the real version is known (a build on the device); the opset
+        limit is that of the newest named release at or below the version.
+        """
+        mm = (int(version[0]), int(version[1]))
+        if not trt_eras.is_supported(mm):
+            raise ConfigError(f"TensorRT {'.'.join(map(str, version))} is outside the supported "
+                              f"{trt_eras.label(trt_eras.SUPPORTED_SINCE)} to "
+                              f"{trt_eras.label(trt_eras.SUPPORTED_UNTIL)} (exclusive)")
+        release = [r for r in trt_eras.RELEASES if r.version <= mm][-1]
+        named = next((r.target for r in trt_eras.RELEASES if r.version == mm), None)
+        return cls(named or f"tensorrt-{mm[0]}.{mm[1]}", mm, release.max_opset)
 
     @property
     def label(self) -> str:

@@ -60,12 +60,13 @@ def test_topk_k_must_be_constant_and_at_most_3840():
     assert "topk-k-limit" not in rules(big, "onnxruntime")
 
 
-def test_topk_integer_input_and_unsorted():
+def test_topk_integer_input_is_8_5_only_and_sorted_is_never_read():
     m = graph([helper.make_node("TopK", ["x", "k"], ["v", "i"], axis=1, sorted=0)], [vi("x", TensorProto.INT64)],
               [vi("v", TensorProto.INT64, ("batch", 2)), vi("i", TensorProto.INT64, ("batch", 2))],
               inits=[const("k", np.array([2], np.int64))])
-    assert {"topk-integer-input", "topk-sorted"} <= rules(m, "tensorrt-10.3")
-    assert "topk-sorted" not in rules(m, "tensorrt-8.6")
+    assert rules(m, "tensorrt-8.5") == {"topk-integer-input"}  # and no rule about sorted=0
+    for t in ("tensorrt-8.6", "tensorrt-10.3", "tensorrt-11"):
+        assert not {f.rule for f in check(m, t)} - {"int64-io"}, t
 
 
 @pytest.mark.parametrize(
@@ -89,7 +90,7 @@ def test_qdq_rules(scale, zp, rule):
         inits.append(const("zp", zp))
     m = graph([helper.make_node("QuantizeLinear", q_in, ["q"]), helper.make_node("DequantizeLinear", ["q", *q_in[1:]], ["y"])],
               inputs, [vi("y")], inits=inits)
-    assert rule in rules(m, "tensorrt-10.3")
+    assert rule in rules(m, "tensorrt-8.6" if rule == "qdq-zero-point" else "tensorrt-10.3")
 
 
 def test_int64_io_is_flagged_where_the_target_casts_it():
@@ -107,5 +108,17 @@ def test_scatternd_reduction_on_8x():
     node = helper.make_node("ScatterND", ["x", "i", "u"], ["y"], reduction="add")
     m = graph([node], [vi("x", shape=(4,)), vi("i", TensorProto.INT64, (1, 1)), vi("u", shape=(1,))], [vi("y", shape=(4,))],
               opset=17)
-    assert "scatternd-reduction" in rules(m, "tensorrt-8.6")
-    assert "scatternd-reduction" not in rules(m, "tensorrt-10.3")
+    assert "scatternd-reduction-ignored" in rules(m, "tensorrt-8.6")
+    assert "scatternd-reduction-ignored" not in rules(m, "tensorrt-10.3")
+
+
+def test_every_rule_states_versions_and_source():
+    from aknet_edge.export.check import RULES, rule_table_markdown
+
+    table = rule_table_markdown()
+    for rule in RULES.values():
+        assert rule.source and rule.versions(), rule.id
+        assert f"`{rule.id}`" in table
+    assert RULES["function-input-shadowed"].versions() == "error: TensorRT 9.0-10.7"
+    assert RULES["cumsum-loop"].versions() == "warning: TensorRT 8.5-10.7"
+    assert RULES["topk-k-constant"].versions() == "error: TensorRT 8.5; warning: TensorRT 8.6+"

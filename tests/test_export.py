@@ -183,7 +183,7 @@ def test_exact_score_ties_only_change_which_tied_point_is_kept():
 
 
 def test_large_k_lowers_exactly_without_topk_over_3840():
-    """K > 3840 (TensorRT's TopK limit): multi-pass selection + compaction ranking give the reference result."""
+    """K > 3840 (TensorRT's TopK limit): selection and ranking in TopK passes give the reference result."""
     cfg_kw = dict(clip={"size": 224}, keep_ratio=0.75)  # N = 6272, K = 4704
     m = _model(2, **cfg_kw)
     assert m.cfg.num_keypoints > 3840
