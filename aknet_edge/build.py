@@ -25,8 +25,8 @@ from typing import Dict, List, Optional, Tuple
 
 from . import graph_io, trt_eras
 from . import package as pk
-from .calibration.options import (CALIB_METHODS, CALIB_MODES, DEFAULT_CLIPS, DEFAULT_METHOD, DEFAULT_PERCENTILE,
-                                  check_method, check_percentile)
+from .calibration.options import (CALIB_METHODS, CALIB_MODES, DEFAULT_CLIPS, DEFAULT_INT8_WEIGHTS, DEFAULT_METHOD,
+                                  DEFAULT_PERCENTILE, check_method, check_percentile)
 from .cli_common import (CliParser, add_bool_flag, add_model_args, check_number, config_from_args, defaults_of,
                          quiet_onnxruntime, run_cli)
 from .config import ModelConfig
@@ -97,6 +97,7 @@ class BuildOptions:
     force: bool = False
     require_engine: bool = False
     progress: bool = True
+    plugin_libs: Tuple[Path, ...] = ()  # TensorRT plugin libraries (--plugin-lib), loaded before parsing
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
@@ -131,12 +132,27 @@ class BuildOptions:
             raise DataError(f"--eval-clips-per-class {self.eval_clips_per_class}: expected at least 1")
         for name in ("compare_methods", "force", "require_engine", "progress"):
             _flag(name, getattr(self, name))
+        from .runtime.trt.plugins import check_library_file  # torch- and TensorRT-free
+
+        libs = (self.plugin_libs,) if isinstance(self.plugin_libs, (str, Path)) else tuple(self.plugin_libs)
+        object.__setattr__(self, "plugin_libs", tuple(check_library_file(p) for p in libs))
 
     @property
     def graph_precisions(self) -> List[str]:
         """The graphs to export: FP32 always (the reference), plus what was asked for."""
         return list(pk.PRECISIONS) if self.precision == "best" else (
             ["fp32"] if self.precision == "fp32" else ["fp32", self.precision])
+
+    @property
+    def int8_forms(self) -> Tuple[str, ...]:
+        """The INT8 graphs to write, default form first: both for ``auto``, else the one the target's TensorRT takes
+        (:data:`aknet_edge.package.INT8_WEIGHTS_SERVE`)."""
+        release = next((r for r in trt_eras.RELEASES if r.target == self.target), None)
+        if release is not None:
+            return (pk.int8_weights_for(release.version),)
+        if self.target == AUTO_TARGET:
+            return (DEFAULT_INT8_WEIGHTS,) + tuple(f for f in pk.INT8_WEIGHTS_SERVE if f != DEFAULT_INT8_WEIGHTS)
+        return (DEFAULT_INT8_WEIGHTS,)
 
     @property
     def wants_engine(self) -> bool:
@@ -176,7 +192,7 @@ def _load_model(opts: BuildOptions):
     return load_checkpoint(path), str(path)
 
 
-def _check_graphs(paths: Dict[str, Path], target: str) -> None:
+def _check_graphs(paths: Dict[str, Path], target: str, dla: bool = False) -> None:
     import onnx
 
     from .export.check import check, errors
@@ -186,7 +202,7 @@ def _check_graphs(paths: Dict[str, Path], target: str) -> None:
     for path in paths.values():
         g = onnx.load(str(path))
         for t in tuple(targets) + ("onnxruntime",):
-            bad = errors(check(g, t))
+            bad = errors(check(g, t, dla=dla and t == target))
             if bad:
                 raise AknetError(f"{path.name} fails the {t} check: " + "; ".join(map(str, bad)))
 
@@ -233,23 +249,26 @@ def build(opts: BuildOptions) -> BuildResult:
             files["fp16"] = save(convert_fp16(graph, _float_nodes(model, graph, "fp16")), tmp / "model.fp16.onnx")
         steps.update()
         methods: Dict[str, str] = {}
+        forms: Dict[str, str] = {}  # files key -> INT8 weight form, for the shipped INT8 graphs
         calibration = None
         if "int8" in opts.graph_precisions:
             steps.set_postfix_str(f"calibrate ({opts.calib})")
-            calibration = _quantize(opts, model, graph, tmp, out, files, methods)
+            calibration = _quantize(opts, model, graph, tmp, out, files, methods, forms)
         steps.update()
         steps.set_postfix_str("check")
-        _check_graphs({**files, **split}, opts.target)
+        _check_graphs({**files, **split}, opts.target, dla=opts.dla is not None)
         steps.update()
         steps.set_postfix_str("evaluate")
         x, y = eval_set(cfg, opts.eval_data, opts.eval_clips_per_class)
-        reports = evaluate_variants(files, x, y, methods, cfg.grid)
+        reports = evaluate_variants(files, x, y, methods, cfg.grid, forms)
         steps.update()
         steps.close()
-        for name in [n for n in files if ":" in n]:  # comparison-only graphs are not shipped
+        for name in [n for n in files if ":" in n and n not in forms]:  # comparison-only graphs are not shipped
             files.pop(name).unlink()
-        engine, next_step = _maybe_engine(opts, tmp, files, cfg)
-        variants = [pk.Variant.of_file(tmp, p.name, name, "onnx", graph_io.CLIP) for name, p in files.items()]
+        float_modules = {p: tuple(model.float_modules(p)) for p in pk.FLOAT_MODULE_PRECISIONS}
+        engine, next_step = _maybe_engine(opts, tmp, files, forms, cfg, float_modules)
+        variants = [pk.Variant.of_file(tmp, p.name, name.split(":")[0], "onnx", graph_io.CLIP, weights=forms.get(name))
+                    for name, p in files.items()]
         variants += [pk.Variant.of_file(tmp, p.name, "fp32", "onnx", role) for role, p in split.items()]
         manifest = pk.Manifest(
             config=cfg, labels=tuple(cfg.class_names), preprocessing=pk.Preprocessing.from_clip(cfg.clip),
@@ -257,7 +276,8 @@ def build(opts: BuildOptions) -> BuildResult:
                 **{role: pk.GraphIO.from_onnx(p) for role, p in split.items()}},
             variants=tuple(variants) + ((engine,) if engine else ()), created_by=_created_by(), command=_command(),
             source=source, source_sha256=pk.sha256_file(source) if Path(source).is_file() else None,
-            calibration=calibration, accuracy=tuple(reports), lowering=BASE_LOWERING, build=opts.build_record())
+            calibration=calibration, accuracy=tuple(reports), lowering=BASE_LOWERING, build=opts.build_record(),
+            float_modules=float_modules)
         pk.write(tmp, manifest)
         staging.commit()
     except BaseException as exc:
@@ -271,8 +291,9 @@ def build(opts: BuildOptions) -> BuildResult:
 
 
 def _quantize(opts: BuildOptions, model, graph, tmp: Path, out: Path, files: Dict[str, Path],
-              methods: Dict[str, str]) -> pk.Calibration:
-    """The INT8 Q/DQ graph (and, with ``compare_methods``, the other methods' graphs for the report)."""
+              methods: Dict[str, str], forms: Dict[str, str]) -> pk.Calibration:
+    """The INT8 Q/DQ graphs, one per weight form the target needs (``files["int8"]`` the default form, the other
+    as ``int8:<form>``), and, with ``compare_methods``, the other methods' graphs for the report."""
     from .calibration import load_calibration_set, quantize_int8
     from .export.onnx_export import save
 
@@ -280,9 +301,11 @@ def _quantize(opts: BuildOptions, model, graph, tmp: Path, out: Path, files: Dic
     cal = load_calibration_set(opts.calib, cfg.clip, opts.calib_clips, opts.calib_seed,
                                cache_dir=out.parent / ".aknet_calib_cache", progress=opts.progress)
     keep_float = _float_nodes(model, graph, "int8")
-    files["int8"] = save(quantize_int8(graph, cal.clips, opts.calib_method, keep_float, opts.calib_percentile),
-                         tmp / "model.int8.onnx")
-    methods["int8"] = opts.calib_method
+    for i, form in enumerate(opts.int8_forms):
+        name = "int8" if i == 0 else f"int8:{form}"
+        files[name] = save(quantize_int8(graph, cal.clips, opts.calib_method, keep_float, opts.calib_percentile, form),
+                           tmp / ("model.int8.onnx" if i == 0 else f"model.int8-{form}.onnx"))
+        methods[name], forms[name] = opts.calib_method, form
     if opts.compare_methods:
         for m in CALIB_METHODS:
             if m != opts.calib_method:
@@ -300,8 +323,8 @@ def _float_nodes(model, graph, precision: str):
     return nodes_of_modules(graph, model.float_modules(precision))
 
 
-def _maybe_engine(opts: BuildOptions, tmp: Path, files: Dict[str, Path],
-                  cfg: ModelConfig) -> Tuple[Optional[pk.Variant], str]:
+def _maybe_engine(opts: BuildOptions, tmp: Path, files: Dict[str, Path], forms: Dict[str, str], cfg: ModelConfig,
+                  float_modules: Dict[str, Tuple[str, ...]]) -> Tuple[Optional[pk.Variant], str]:
     """Compile a TensorRT engine where TensorRT is importable; otherwise say how to finish on the device."""
     if not opts.wants_engine:
         return None, f"ONNX Runtime package: run it with python -m aknet_edge.run --package {opts.out}"
@@ -311,16 +334,23 @@ def _maybe_engine(opts: BuildOptions, tmp: Path, files: Dict[str, Path],
         trt_mod.load_tensorrt()
     except ImportError as exc:
         hint = (f"on the target device run: python -m aknet_edge.build --from {opts.out} --out {opts.out}-engine"
-                f"{'' if opts.target == AUTO_TARGET else ' --target ' + opts.target}")
+                f"{'' if opts.target == AUTO_TARGET else ' --target ' + opts.target}"
+                + "".join(f" --plugin-lib {lib}" for lib in opts.plugin_libs))
         if opts.require_engine:
             raise EngineUnavailable(f"--require-engine: {exc}; {hint}") from None
         return None, f"TensorRT not found here: portable package ready; {hint}"
-    engine = _compile(opts, tmp, files, cfg)
+    version = trt_mod.trt_version()
+    graphs = {k: p for k, p in files.items() if ":" not in k}
+    for name, form in forms.items():  # the INT8 graph whose weight form this TensorRT takes
+        if form == pk.int8_weights_for(version):
+            graphs["int8"] = files[name]
+    engine = _compile(opts, tmp, graphs, cfg, float_modules)
     assert engine.engine is not None
     return engine, f"engine {engine.file} for TensorRT {engine.engine.tensorrt_version} on {engine.engine.gpu}"
 
 
-def _compile(opts: BuildOptions, pkg_dir: Path, files: Dict[str, Path], cfg: ModelConfig) -> pk.Variant:
+def _compile(opts: BuildOptions, pkg_dir: Path, files: Dict[str, Path], cfg: ModelConfig,
+             float_modules: Dict[str, Tuple[str, ...]]) -> pk.Variant:
     precision = engine_precision(opts.precision, files, opts.calib_mode)
     clips = None
     if opts.calib_mode == "implicit" and precision == "int8":
@@ -330,7 +360,7 @@ def _compile(opts: BuildOptions, pkg_dir: Path, files: Dict[str, Path], cfg: Mod
         clips = load_calibration_set(opts.calib, cfg.clip, opts.calib_clips, opts.calib_seed,
                                      cache_dir=pkg_dir.parent / ".aknet_calib_cache").clips
     return compile_engine(pkg_dir, files, precision, opts.batch, opts.workspace_mb, opts.dla, opts.calib_mode,
-                          clips, opts.calib_method)
+                          clips, opts.calib_method, float_modules, opts.plugin_libs)
 
 
 def finish_on_device(package_dir: Path, opts: BuildOptions) -> pk.Variant:
@@ -345,6 +375,7 @@ def finish_on_device(package_dir: Path, opts: BuildOptions) -> pk.Variant:
     from .runtime import trt as trt_mod
 
     trt_mod.load_tensorrt()  # DependencyError with the install hint where TensorRT is absent
+    version = trt_mod.trt_version()
     out = opts.out
     if out.resolve() == pkg.root.resolve():
         raise ConfigError(f"--out {out} must be a new folder, not the package itself")
@@ -356,8 +387,19 @@ def finish_on_device(package_dir: Path, opts: BuildOptions) -> pk.Variant:
             (staging.tmp / old.file).unlink(missing_ok=True)
             if old.engine is not None and old.engine.calibration_cache:
                 (staging.tmp / old.engine.calibration_cache).unlink(missing_ok=True)
-        files = {v.precision: staging.tmp / v.file for v in m.variants if v.kind == "onnx" and v.role == graph_io.CLIP}
-        engine = _compile(opts, staging.tmp, files, pkg.config)
+        files = {v.precision: staging.tmp / v.file for v in m.variants
+                 if v.kind == "onnx" and v.role == graph_io.CLIP and v.precision != "int8"}
+        int8 = m.int8_graph_for(version)
+        if int8 is not None:
+            files["int8"] = staging.tmp / int8.file
+        elif "int8" in pkg.precisions("onnx") and pk.ENGINE_PRECISION_FOR[opts.precision] == "int8" \
+                and opts.calib_mode == "explicit":
+            have = ", ".join(f"{v.file} (TensorRT {pk.format_serves(v.serves)})" for v in m.variants
+                             if (v.kind, v.precision) == ("onnx", "int8"))
+            raise pk.PackageError(f"{pkg.root} has no INT8 graph for TensorRT {trt_mod.format_version(version)}: it has "
+                                  f"{have}; rebuild the package with --target auto (both INT8 forms), or build this "
+                                  "engine with --precision fp16")
+        engine = _compile(opts, staging.tmp, files, pkg.config, m.float_modules)
         build = pk.BuildRecord(opts.batch, opts.workspace_mb, opts.dla, m.build.target)  # the package's target stays
         pk.write(staging.tmp, m.replace(variants=tuple(v for v in m.variants if v.kind != "tensorrt") + (engine,),
                                         command=_command(), build=build))
@@ -403,6 +445,8 @@ def parser() -> argparse.ArgumentParser:
     add_bool_flag(p, "--force", d["force"], "replace --out if it exists")
     p.add_argument("--from", dest="from_pkg", help="finish a portable package on the target device (compile its engine)")
     add_bool_flag(p, "--require-engine", d["require_engine"], "fail unless a TensorRT engine was built")
+    p.add_argument("--plugin-lib", dest="plugin_libs", action="append", default=[], metavar="PATH",
+                   help="TensorRT plugin library (.so) to load before parsing; repeatable; recorded in the manifest")
     add_bool_flag(p, "--progress", d["progress"], "show the build's progress")
     return p
 
@@ -415,7 +459,8 @@ def options_from_args(args: argparse.Namespace, config: Optional[ModelConfig] = 
                   calib_percentile=args.calib_percentile, calib_mode=args.calib_mode, calib_clips=args.calib_clips,
                   batch=parse_batch(args.batch), workspace_mb=args.workspace, dla=args.dla, target=args.target,
                   eval_data=args.eval_data, force=args.force, eval_clips_per_class=args.eval_clips_per_class,
-                  compare_methods=args.compare_methods, require_engine=args.require_engine, progress=args.progress)
+                  compare_methods=args.compare_methods, require_engine=args.require_engine, progress=args.progress,
+                  plugin_libs=tuple(args.plugin_libs))
     assert set(values) <= names
     return BuildOptions(**values)
 
@@ -455,7 +500,7 @@ def _check_only(opts: BuildOptions) -> int:
     graph = lower(to_onnx(model), BASE_LOWERING if opts.target == AUTO_TARGET else opts.target)
     bad = 0
     for t in targets:
-        found = check(graph, t)
+        found = check(graph, t, dla=opts.dla is not None and t == opts.target)
         bad += len(errors(found))
         print(f"{t}: " + ("clean" if not found else "; ".join(map(str, found))))
     return 1 if bad else 0

@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from . import settings
 from .calibration.options import implicit_method
@@ -54,14 +54,40 @@ def engine_precision(requested: str, available: Iterable[str], calib_mode: str =
     return "fp32"
 
 
+def fp32_islands(onnx_path: Path, precision: str, float_modules: Mapping[str, Sequence[str]]) -> List[str]:
+    """The ONNX nodes a weakly typed ``precision`` engine keeps FP32: the modules the package records for that
+    precision (``manifest.float_modules``) plus selection and ranking (:mod:`aknet_edge.calibration.islands`).
+
+    None for FP32 engines (nothing to pin). Torch-free: the device computes this from the package alone.
+    """
+    if precision == "fp32":
+        return []
+    import onnx
+
+    from .calibration.islands import fp32_island_nodes
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    modules = tuple(float_modules.get(precision, ()))
+    if precision not in float_modules:  # a model that declares none (the TSM baseline) records an empty list
+        log.warning("the package records no FP32 modules for %s (built before 0.3.0?): a weakly typed TensorRT build "
+                    "pins only selection and ranking to FP32, not scoring and coordinates; rebuild the package to "
+                    "pin them too", precision)
+    return fp32_island_nodes(model, modules)
+
+
 def compile_engine(pkg_dir: Path, files: Mapping[str, Path], precision: str, batch: Tuple[int, int, int],
                    workspace_mb: int, dla: Optional[int], calib_mode: str = "explicit",
-                   calibration_clips: Optional[Iterable[Any]] = None, calib_method: str = "entropy") -> Variant:
+                   calibration_clips: Optional[Iterable[Any]] = None, calib_method: str = "entropy",
+                   float_modules: Optional[Mapping[str, Sequence[str]]] = None,
+                   plugin_libs: Sequence[Path] = ()) -> Variant:
     """Build (or reuse from the engine cache) a TensorRT engine into ``pkg_dir``; returns its variant record.
 
-    ``files`` maps precisions to the package's whole-clip graphs. With ``calib_mode="implicit"`` and INT8
+    ``files`` maps precisions to the package's whole-clip graphs (for INT8, the graph that serves the installed
+    TensorRT: :meth:`aknet_edge.package.Manifest.int8_graph_for`). With ``calib_mode="implicit"`` and INT8
     (TensorRT 8.5-10.x), TensorRT calibrates the FP32 graph itself from ``calibration_clips`` (each one
-    (T, 3, S, S)), and the calibration cache is kept in the package.
+    (T, 3, S, S)), and the calibration cache is kept in the package. ``float_modules``: the package's record of
+    what each precision keeps FP32 (a weakly typed build pins those layers). ``plugin_libs``: TensorRT plugin
+    libraries, loaded before parsing and recorded in the engine's manifest entry.
     """
     from .runtime import trt as trt_mod
     from .runtime.device_memory import gpu_identity
@@ -77,14 +103,19 @@ def compile_engine(pkg_dir: Path, files: Mapping[str, Path], precision: str, bat
         calibrator = trt_mod.make_calibrator(method, (c[None] for c in calibration_clips), pkg_dir / cache_file)
         files = {**files, "int8": files["fp32"]}
     onnx_path = files[precision]
+    loaded = trt_mod.load_plugin_libraries(plugin_libs)
     version = trt_mod.format_version(trt_mod.trt_version())
     gpu, cc = gpu_identity()
     io = GraphIO.from_onnx(onnx_path).inputs[0]
+    islands = fp32_islands(onnx_path, precision, float_modules or {})
     settings_ = trt_mod.BuildSettings(precision=precision, input_name=io.name, input_shape=tuple(io.shape[1:]),
                                       batch=batch, workspace_bytes=workspace_mb << 20, dla_core=dla,
-                                      timing_cache=cache_dir() / f"timing-{version}-{cc}.cache")
+                                      timing_cache=cache_dir() / f"timing-{version}-{cc}.cache",
+                                      fp32_nodes=tuple(islands), plugin_libs=tuple(p.path for p in loaded))
     key = engine_cache_key(sha256_file(onnx_path), precision, {"input": list(io.shape), "batch": list(batch),
-                           "dla": dla, "calib": calib_mode}, version, gpu, cc)
+                           "dla": dla, "calib": calib_mode, "fp32_nodes": len(islands),
+                           "fp32_nodes_sha": hashlib.sha256("\n".join(islands).encode()).hexdigest()[:16],
+                           "plugins": [p.sha256 for p in loaded]}, version, gpu, cc)
     cached = cache_dir() / f"{key}.engine"
     if cached.exists() and calibrator is None:
         log.info("reusing cached engine %s (same ONNX, precision, shapes, TensorRT %s, %s)", cached.name, version, gpu)
@@ -96,5 +127,5 @@ def compile_engine(pkg_dir: Path, files: Mapping[str, Path], precision: str, bat
     name = f"model.{precision}.engine"
     atomic_write_bytes(pkg_dir / name, data)
     flags: Dict[str, Any] = {"batch": list(batch), "workspace_mb": workspace_mb, "dla": dla}
-    info = EngineInfo(version, gpu, cc, key, calib_mode, cache_file, flags)
+    info = EngineInfo(version, gpu, cc, key, calib_mode, cache_file, flags, trt_mod.plugin_records(loaded))
     return Variant.of_file(pkg_dir, name, precision, "tensorrt", engine=info)

@@ -21,7 +21,7 @@ from .config import WEIGHTS_DIR, ModelConfig
 from .data import HELDOUT_SEED, LabelledFolder
 from .errors import DataError
 from .media import SYNTHETIC
-from .package import Accuracy
+from .package import INT8_WEIGHTS_SERVE, Accuracy, format_serves
 
 EVAL_CLIPS_PER_CLASS = 30  # the build's held-out synthetic clips per class (330 clips for the demo's 11 classes)
 DEMO_CHECKPOINTS = (WEIGHTS_DIR / "demo-tiny.safetensors", WEIGHTS_DIR / "demo-tiny-tsm.safetensors")
@@ -138,11 +138,14 @@ def keypoint_iou(a: np.ndarray, b: np.ndarray, grid: tuple[int, int, int]) -> fl
 
 
 def evaluate_variants(files: Mapping[str, Path], x: np.ndarray, y: np.ndarray, methods: Mapping[str, str],
-                      grid: tuple[int, int, int]) -> list[Accuracy]:
+                      grid: tuple[int, int, int], weights: Mapping[str, str] | None = None) -> list[Accuracy]:
     """Top-1, agreement with FP32 and keypoint-set overlap with FP32 for every graph (``files["fp32"]`` required).
 
-    Keys are precisions, or ``precision:label`` for graphs compared but not shipped.
+    Keys are precisions, or ``precision:label`` for further graphs of that precision (another calibration
+    method, or another INT8 weight form). ``weights`` maps keys of INT8 graphs to their weight form
+    (``int8``: INT8 initializers, ``qdq``: Q -> DQ pairs on FP32 weights), recorded in the report.
     """
+    weights = weights or {}
     ref_logits, ref_kp = run_onnx(files["fp32"], x)
     ref_pred = ref_logits.argmax(1)
     reports = []
@@ -151,16 +154,24 @@ def evaluate_variants(files: Mapping[str, Path], x: np.ndarray, y: np.ndarray, m
         pred = logits.argmax(1)
         reports.append(Accuracy(name.split(":")[0], path.name, float((pred == y).mean()),
                                 float((pred == ref_pred).mean()), keypoint_iou(kp, ref_kp, grid), len(y),
-                                methods.get(name)))
+                                methods.get(name), weights.get(name)))
     return reports
+
+
+def weights_label(form: str | None) -> str:
+    """How the accuracy table names an INT8 weight form, with the TensorRT versions it serves."""
+    if form is None:
+        return "-"
+    what = {"int8": "INT8 initializers", "qdq": "Q->DQ on FP32"}.get(form, form)
+    return f"{what} (TensorRT {format_serves(INT8_WEIGHTS_SERVE.get(form))})"
 
 
 def format_accuracy(reports: list[Accuracy]) -> str:
     """The build's per-variant table."""
-    rows = [("variant", "file", "top-1 %", "agree w/ FP32 %", "keypoint IoU", "calib")]
+    rows = [("variant", "file", "top-1 %", "agree w/ FP32 %", "keypoint IoU", "calib", "weights")]
     for r in reports:
         rows.append((r.precision, r.file, f"{100 * r.top1:.2f}", f"{100 * r.agreement:.2f}", f"{r.keypoint_iou:.3f}",
-                     r.calib_method or "-"))
+                     r.calib_method or "-", weights_label(r.weights)))
     return format_table(rows, left=2)
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from . import graph_io, trt_eras
-from .calibration.options import CALIB_METHODS, check_percentile
+from .calibration.options import CALIB_METHODS, DEFAULT_INT8_WEIGHTS, INT8_WEIGHT_FORMS, check_percentile
 from .config import ClipSpec, ModelConfig
 from .errors import AknetError, ConfigError
 from .io_utils import atomic_write_text
@@ -55,7 +55,16 @@ SCALE = 1.0 / 255.0
 DTYPES = ("float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool")  # graph I/O element types
 BUILD_TARGETS = ("auto", "onnxruntime") + tuple(r.target for r in trt_eras.RELEASES)
 ENGINE_FIELDS = ("tensorrt_version", "gpu", "compute_capability", "cache_key", "calibration", "calibration_cache",
-                 "flags")
+                 "flags", "plugins")
+# Which TensorRT versions each INT8 weight form serves, [since, until): TensorRT 8.4's builder rejected INT8
+# constants behind DequantizeLinear and nothing shows 8.5/8.6 take them, so 8.x gets FP32 weights behind a
+# Q -> DQ pair (a form every version takes); 10.x/11.x get the smaller INT8 initializers
+# (shared/design/tensorrt.md, "Q/DQ details per version"). ``build --from`` picks by the installed version.
+INT8_WEIGHTS_SERVE: Dict[str, Tuple[Tuple[int, int], Optional[Tuple[int, int]]]] = {
+    "qdq": (trt_eras.SUPPORTED_SINCE, (10, 0)),
+    "int8": ((10, 0), None),
+}
+FLOAT_MODULE_PRECISIONS = ("fp16", "int8")  # the reduced precisions a model declares FP32 modules for
 
 
 class PackageError(AknetError, ValueError):
@@ -78,6 +87,38 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def parse_major_minor(text: str) -> Tuple[int, int]:
+    """``"10.3"`` (or ``"10.3.0"``) -> ``(10, 3)``; ValueError for anything else."""
+    parts = str(text).split(".")
+    if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
+        raise ValueError(f"expected MAJOR.MINOR, e.g. 10.3; got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def int8_weights_for(version: Iterable[int]) -> str:
+    """The INT8 weight form that serves TensorRT ``version`` (:data:`INT8_WEIGHTS_SERVE`)."""
+    v = tuple(version)[:2]
+    for form, (since, until) in INT8_WEIGHTS_SERVE.items():
+        if since <= v and (until is None or v < until):
+            return form
+    return DEFAULT_INT8_WEIGHTS
+
+
+def _version_text(v: Optional[Tuple[int, int]]) -> Optional[str]:
+    return None if v is None else f"{v[0]}.{v[1]}"
+
+
+def format_serves(serves: Optional[Tuple[Tuple[int, int], Optional[Tuple[int, int]]]]) -> str:
+    """``((8, 5), (10, 0))`` -> ``"8.5 to 9.x"``; ``((10, 0), None)`` -> ``"10.0+"``; None -> ``"any"``."""
+    if serves is None:
+        return "any"
+    since, until = serves
+    if until is None:
+        return f"{_version_text(since)}+"
+    last = f"{until[0] - 1}.x" if until[1] == 0 else f"{until[0]}.{until[1] - 1}"
+    return f"{_version_text(since)} to {last}"
 
 
 # -- field reading -----------------------------------------------------------------------------
@@ -324,21 +365,58 @@ class EngineInfo:
     calibration: Optional[str] = None  # "explicit" (Q/DQ graph) or "implicit" (TensorRT calibrator)
     calibration_cache: Optional[str] = None  # file in the package
     flags: Dict[str, Any] = field(default_factory=dict)
+    plugins: Tuple["PluginLibrary", ...] = ()  # loaded (--plugin-lib) when the engine was built
 
     @classmethod
     def read(cls, f: _Fields) -> "EngineInfo":
         cache = f.str("calibration_cache", None, optional=True)
         if cache is not None and not _local_file(cache):
             raise f._bad("calibration_cache", cache, "a file name inside the package folder")
+        plugins = tuple(PluginLibrary.from_dict(p, f"{f.where}.plugins[{i}]")
+                        for i, p in enumerate(f.list("plugins", [])))
         return cls(f.str("tensorrt_version"), f.str("gpu"), f.str("compute_capability", None, optional=True),
                    f.str("cache_key", None, optional=True),
                    f.str("calibration", None, choices=("explicit", "implicit"), optional=True),
-                   cache, dict(f.obj("flags", {})))
+                   cache, dict(f.obj("flags", {})), plugins)
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"tensorrt_version": self.tensorrt_version, "gpu": self.gpu,
-                "compute_capability": self.compute_capability, "cache_key": self.cache_key,
-                "calibration": self.calibration, "calibration_cache": self.calibration_cache, "flags": dict(self.flags)}
+        out = {"tensorrt_version": self.tensorrt_version, "gpu": self.gpu,
+               "compute_capability": self.compute_capability, "cache_key": self.cache_key,
+               "calibration": self.calibration, "calibration_cache": self.calibration_cache, "flags": dict(self.flags)}
+        if self.plugins:
+            out["plugins"] = [p.to_dict() for p in self.plugins]
+        return out
+
+
+@dataclass(frozen=True)
+class PluginLibrary:
+    """A TensorRT plugin library an engine was built with: it must be loaded again before the engine deserializes.
+
+    ``file`` is the library's file name (where it lives differs per device, so the path is not kept),
+    ``sha256`` its content, ``creators`` the plugin creators it registered (``name/version``, namespace
+    appended as ``@ns`` when set), so a missing one can be named.
+    """
+
+    file: str
+    sha256: str
+    creators: Tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> "PluginLibrary":
+        f = _Fields(where, data)
+        file, sha = f.str("file"), f.str("sha256")
+        if not _local_file(file):
+            raise f._bad("file", file, "a library file name without folders, e.g. libmyplugin.so")
+        if not _is_hex(sha):
+            raise f._bad("sha256", sha, "64 lowercase hex digits")
+        creators = f.list("creators", [])
+        if not all(isinstance(c, str) and c for c in creators):
+            raise f._bad("creators", creators, "a list of plugin creator names")
+        f.finish()
+        return cls(file, sha, tuple(creators))
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"file": self.file, "sha256": self.sha256, "creators": list(self.creators)}
 
 
 @dataclass(frozen=True)
@@ -351,6 +429,18 @@ class Variant:
     sha256: str
     role: str = graph_io.DEFAULT_ROLE
     engine: Optional[EngineInfo] = None  # TensorRT engines only
+    # INT8 ONNX graphs only: how the weights are stored (calibration.options.INT8_WEIGHT_FORMS) and the TensorRT
+    # versions [since, until) whose engine build takes this graph (INT8_WEIGHTS_SERVE); None: every version
+    weights: Optional[str] = None
+    serves: Optional[Tuple[Tuple[int, int], Optional[Tuple[int, int]]]] = None
+
+    def serves_version(self, version: Iterable[int]) -> bool:
+        """Whether ``build --from`` on TensorRT ``version`` builds from this graph (always, when unrecorded)."""
+        if self.serves is None:
+            return True
+        since, until = self.serves
+        v = tuple(version)[:2]
+        return since <= v and (until is None or v < until)
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> "Variant":
@@ -363,7 +453,13 @@ class Variant:
             raise f._bad("sha256", sha, "64 lowercase hex digits")
         precision, kind = f.str("precision", choices=PRECISIONS), f.str("kind", choices=KINDS)
         role = f.str("role", graph_io.DEFAULT_ROLE, choices=graph_io.ROLES)
-        v = cls(file, precision, kind, sha, role, EngineInfo.read(f) if kind == "tensorrt" else None)
+        engine = EngineInfo.read(f) if kind == "tensorrt" else None
+        weights = f.str("weights", None, choices=INT8_WEIGHT_FORMS, optional=True)
+        serves = _read_serves(f)
+        if (weights is not None or serves is not None) and (kind, precision) != ("onnx", "int8"):
+            raise f._bad("weights" if weights is not None else "tensorrt", weights or f.raw("tensorrt"),
+                         "no value: only INT8 ONNX graphs record a weight form and the TensorRT versions they serve")
+        v = cls(file, precision, kind, sha, role, engine, weights, serves)
         f.finish()
         return v
 
@@ -372,13 +468,40 @@ class Variant:
                "role": self.role}
         if self.engine is not None:
             out.update(self.engine.to_dict())
+        if self.weights is not None:
+            out["weights"] = self.weights
+        if self.serves is not None:
+            out["tensorrt"] = {"since": _version_text(self.serves[0]), "until": _version_text(self.serves[1])}
         return out
 
     @classmethod
     def of_file(cls, root: Path, file: str, precision: str, kind: str = "onnx", role: str = graph_io.CLIP,
-                engine: Optional[EngineInfo] = None) -> "Variant":
-        """A record for a file already written into ``root`` (its SHA-256 taken now)."""
-        return cls(file, precision, kind, sha256_file(Path(root) / file), role, engine)
+                engine: Optional[EngineInfo] = None, weights: Optional[str] = None) -> "Variant":
+        """A record for a file already written into ``root`` (its SHA-256 taken now).
+
+        ``weights`` (INT8 graphs): the form, which also records the TensorRT versions it serves.
+        """
+        serves = INT8_WEIGHTS_SERVE[weights] if weights is not None else None
+        return cls(file, precision, kind, sha256_file(Path(root) / file), role, engine, weights, serves)
+
+
+def _read_serves(f: _Fields) -> Optional[Tuple[Tuple[int, int], Optional[Tuple[int, int]]]]:
+    """``"tensorrt": {"since": "8.5", "until": "10.0"}`` (until null: no upper bound), or None when absent."""
+    raw = f.obj("tensorrt", None, optional=True)
+    if raw is None:
+        return None
+    where = f"{f.where}.tensorrt"
+    g = _Fields(where, raw)
+    try:
+        since = parse_major_minor(g.str("since"))
+        until_text = g.str("until", None, optional=True)
+        until = parse_major_minor(until_text) if until_text is not None else None
+    except ValueError as exc:
+        raise PackageError(f"{where}: {exc}; rebuild the package with python -m aknet_edge.build") from None
+    g.finish()
+    if until is not None and not since < until:
+        raise f._bad("tensorrt", raw, "since < until, e.g. {\"since\": \"8.5\", \"until\": \"10.0\"}")
+    return since, until
 
 
 @dataclass(frozen=True)
@@ -425,6 +548,7 @@ class Accuracy:
     keypoint_iou: float  # overlap of the kept keypoint cells with FP32's
     clips: int
     calib_method: Optional[str] = None
+    weights: Optional[str] = None  # INT8: which weight form was measured (calibration.options.INT8_WEIGHT_FORMS)
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> "Accuracy":
@@ -435,13 +559,17 @@ class Accuracy:
             raise f._bad("file", file, "a file name")
         a = cls(f.str("precision", choices=PRECISIONS), file, f.float("top1", **frac), f.float("agreement", **frac),
                 f.float("keypoint_iou", **frac), f.int("clips", minimum=0),
-                f.str("calib_method", None, choices=CALIB_METHODS, optional=True))
+                f.str("calib_method", None, choices=CALIB_METHODS, optional=True),
+                f.str("weights", None, choices=INT8_WEIGHT_FORMS, optional=True))
         f.finish()
         return a
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"precision": self.precision, "file": self.file, "top1": self.top1, "agreement": self.agreement,
-                "keypoint_iou": self.keypoint_iou, "clips": self.clips, "calib_method": self.calib_method}
+        out = {"precision": self.precision, "file": self.file, "top1": self.top1, "agreement": self.agreement,
+               "keypoint_iou": self.keypoint_iou, "clips": self.clips, "calib_method": self.calib_method}
+        if self.weights is not None:
+            out["weights"] = self.weights
+        return out
 
 
 @dataclass(frozen=True)
@@ -485,6 +613,9 @@ class Manifest:
     accuracy: Tuple[Accuracy, ...] = ()
     lowering: Optional[str] = None
     build: BuildRecord = field(default_factory=BuildRecord)
+    # precision -> module paths its graph keeps in FP32 (model.float_modules), so a weakly typed TensorRT build on
+    # the device (no torch) pins those layers to FP32 (calibration/islands.py); empty in 0.2.0 packages
+    float_modules: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -517,6 +648,7 @@ class Manifest:
             accuracy=tuple(Accuracy.from_dict(a, f"manifest.accuracy[{i}]") for i, a in enumerate(f.list("accuracy", []))),
             lowering=f.str("lowering", None, optional=True),
             build=BuildRecord.from_dict(f.obj("build")) if "build" in data else BuildRecord(),
+            float_modules=_read_float_modules(f),
             schema_version=schema,
         )
         f.raw("engine", None)  # derived from the variants (kept for 0.2.0 readers), not read back
@@ -544,7 +676,7 @@ class Manifest:
             if role not in graph_io.ROLES:
                 raise PackageError(f"manifest.io.{role}: unknown role; expected {', '.join(graph_io.ROLES)}")
             _check_role_io(role, gio, self)
-        seen: Dict[Tuple[str, str, str], str] = {}
+        seen: Dict[Tuple[str, str, str, Optional[str]], str] = {}
         files = set()
         for i, v in enumerate(self.variants):
             where = f"manifest.variants[{i}] ({v.file})"
@@ -552,10 +684,11 @@ class Manifest:
                 raise PackageError(f"{where} plays role {v.role!r}, which manifest.io lacks")
             if v.file in files:
                 raise PackageError(f"{where} is listed twice")
-            key = (v.kind, v.precision, v.role)
+            key = (v.kind, v.precision, v.role, v.weights)
             if key in seen:
-                raise PackageError(f"{where} is a second {v.kind} {v.precision} {v.role} variant (after {seen[key]}): "
-                                   "the choice would be ambiguous; rebuild the package")
+                form = f" ({v.weights} weights)" if v.weights else ""
+                raise PackageError(f"{where} is a second {v.kind} {v.precision} {v.role} variant{form} (after "
+                                   f"{seen[key]}): the choice would be ambiguous; rebuild the package")
             if (v.kind == "tensorrt") != (v.engine is not None):
                 raise PackageError(f"{where}: a tensorrt variant carries its engine's TensorRT version and GPU, "
                                    "and only a tensorrt variant does")
@@ -580,6 +713,7 @@ class Manifest:
             "accuracy": [a.to_dict() for a in self.accuracy],
             "lowering": self.lowering,
             "build": self.build.to_dict(),
+            **({"float_modules": {k: list(v) for k, v in self.float_modules.items()}} if self.float_modules else {}),
             # schema-1 readers (0.2.0) also find the whole-clip engine here
             "engine": ({"file": engine.file, "precision": engine.precision, **engine.engine.to_dict()}
                        if engine is not None and engine.engine is not None else None),
@@ -590,10 +724,31 @@ class Manifest:
         """The whole-clip TensorRT engine, if one was built."""
         return next((v for v in self.variants if v.kind == "tensorrt" and v.role == graph_io.CLIP), None)
 
+    def int8_graph_for(self, version: Iterable[int]) -> Optional[Variant]:
+        """The whole-clip INT8 ONNX graph an engine build on TensorRT ``version`` uses, or None if none serves it.
+
+        Packages that record no weight form (0.2.0) have one INT8 graph, which serves every version.
+        """
+        graphs = [v for v in self.variants if (v.kind, v.precision, v.role) == ("onnx", "int8", graph_io.CLIP)]
+        return next((v for v in graphs if v.serves is not None and v.serves_version(version)),
+                    next((v for v in graphs if v.serves is None), None))
+
     def replace(self, **changes: Any) -> "Manifest":
         import dataclasses
 
         return dataclasses.replace(self, **changes)
+
+
+def _read_float_modules(f: _Fields) -> Dict[str, Tuple[str, ...]]:
+    raw = f.obj("float_modules", {})
+    out: Dict[str, Tuple[str, ...]] = {}
+    for precision, paths in raw.items():
+        if precision not in FLOAT_MODULE_PRECISIONS:
+            raise f._bad("float_modules", raw, f"keys among {', '.join(FLOAT_MODULE_PRECISIONS)}")
+        if not isinstance(paths, list) or not all(isinstance(p, str) and p and "/" not in p for p in paths):
+            raise f._bad("float_modules", raw, "lists of module paths, e.g. {\"fp16\": [\"scorer\"]}")
+        out[precision] = tuple(paths)
+    return out
 
 
 def write(root: str | os.PathLike, manifest: Manifest) -> Path:
@@ -688,8 +843,12 @@ class Package:
         raise PackageError(f"{self.root} has no {kind} model; it has "
                            f"{sorted({v.kind + ':' + v.precision for v in self.manifest.variants})}")
 
+    def _ranked(self) -> List[Variant]:
+        """The variants, default INT8 weight form before the others (ONNX Runtime and the runtime take the first)."""
+        return sorted(self.manifest.variants, key=lambda v: v.weights not in (None, DEFAULT_INT8_WEIGHTS))
+
     def variant(self, precision: str, kind: str = "onnx", role: str = graph_io.CLIP) -> Variant:
-        for v in self.manifest.variants:
+        for v in self._ranked():
             if v.precision == precision and v.kind == kind and v.role == role:
                 return v
         have = ", ".join(f"{v.kind}:{v.precision}:{v.role}" for v in self.manifest.variants)
@@ -697,7 +856,11 @@ class Package:
 
     def roles(self, kind: str, precision: str) -> Dict[str, Variant]:
         """Every role's variant of one kind and precision (the split graphs exist in FP32 only)."""
-        return {v.role: v for v in self.manifest.variants if v.kind == kind and v.precision == precision}
+        out: Dict[str, Variant] = {}
+        for v in self._ranked():
+            if v.kind == kind and v.precision == precision:
+                out.setdefault(v.role, v)
+        return out
 
     def path(self, variant: Variant) -> Path:
         return self.root / variant.file

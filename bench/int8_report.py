@@ -91,13 +91,19 @@ def main(argv: list[str] | None = None) -> int:
                     for label in ("stem + stage kept fp32", "all quantized")]
         variants += [("percentile", "stem + stage kept fp32, 99.999", default, 99.999),
                      ("percentile", "only stage kept fp32", keep["only stage kept fp32"], 99.99)]
+        weights = {}
         for i, (method, label, nodes, pct) in enumerate(variants):
             name = f"int8 {method}, {label}"
             files[name] = t / f"int8-{i}.onnx"
             log.info("%s: %d declared nodes kept fp32", name, len(nodes))
             onnx.save(quantize_int8(graph, cal.clips, method, nodes, pct), files[name])
-            methods[name] = method
-        reports = evaluate_variants(files, x, y, methods, cfg.grid)
+            methods[name], weights[name] = method, "int8"
+        # the build's default INT8 graph again in the form TensorRT 8.x takes: FP32 weights behind Q -> DQ pairs
+        name = "int8 percentile, stem + stage kept fp32, Q->DQ weights (TensorRT 8.x)"
+        files[name] = t / "int8-qdq.onnx"
+        onnx.save(quantize_int8(graph, cal.clips, "percentile", default, 99.99, weights="qdq"), files[name])
+        methods[name], weights[name] = "percentile", "qdq"
+        reports = evaluate_variants(files, x, y, methods, cfg.grid, weights)
         one = x[:1]
         sessions = {name: _session(path, args.threads) for name, path in files.items()}
         lat, _ = interleaved_ms({name: (lambda s=s: s.run(None, {CLIP_INPUT: one})) for name, s in sessions.items()},

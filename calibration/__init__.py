@@ -13,8 +13,9 @@ from typing import Any
 
 _EXPORTS = {
     "CalibrationSet": "data", "find_clips": "data", "load_calibration_set": "data", "preprocess_clip": "data",
-    "convert_fp16": "precision", "float_kept_nodes": "precision", "quantize_int8": "precision",
-    "CALIB_METHODS": "options",
+    "convert_fp16": "precision", "float_kept_nodes": "islands", "quantize_int8": "precision",
+    "explicit_qdq_axes": "precision", "int8_weight_form": "precision", "fp32_island_nodes": "islands",
+    "CALIB_METHODS": "options", "INT8_WEIGHT_FORMS": "options",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -13,6 +13,12 @@ DEFAULT_CLIPS = 64  # calibration clips
 CALIB_MODES = ("explicit", "implicit")  # explicit: INT8 Q/DQ graph (every TensorRT); implicit: TensorRT calibrates
 IMPLICIT_METHODS = ("entropy", "minmax")  # what TensorRT's implicit calibrators offer (8.5-10.x)
 DEFAULT_IMPLICIT_METHOD = "entropy"
+# How an INT8 Q/DQ graph stores its weights (which TensorRT takes which: aknet_edge.package.INT8_WEIGHTS_SERVE).
+# "int8": INT8 initializers behind DequantizeLinear (smaller; TensorRT 10.x/11.x, ONNX Runtime);
+# "qdq": FP32 initializers behind a QuantizeLinear -> DequantizeLinear pair (TensorRT 8.x: 8.4's builder rejected
+# INT8 constants and nothing shows 8.5/8.6 take them).
+INT8_WEIGHT_FORMS = ("int8", "qdq")
+DEFAULT_INT8_WEIGHTS = "int8"
 
 
 def check_method(method: str) -> str:
@@ -27,6 +33,12 @@ def check_percentile(percentile: float) -> float:
         raise ConfigError(f"--calib-percentile {percentile}: expected a value in [{low:g}, {high:g}), "
                           f"e.g. {DEFAULT_PERCENTILE}")
     return float(percentile)
+
+
+def check_int8_weights(form: str) -> str:
+    if form not in INT8_WEIGHT_FORMS:
+        raise ConfigError(f"INT8 weight form {form!r}: expected one of {', '.join(INT8_WEIGHT_FORMS)}")
+    return form
 
 
 def implicit_method(method: str) -> str:

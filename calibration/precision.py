@@ -27,29 +27,11 @@ import numpy as np
 import onnx
 
 from aknet_edge.errors import ConfigError, DataError
-from aknet_edge.export.functions import RANK, SELECT
-
-from .options import DEFAULT_METHOD, DEFAULT_PERCENTILE, check_method, check_percentile
+from .islands import CUSTOM_OP_SCOPES, FLOAT_OP_TYPES, float_kept_nodes  # noqa: F401 - re-exported
+from .options import (DEFAULT_INT8_WEIGHTS, DEFAULT_METHOD, DEFAULT_PERCENTILE, check_int8_weights, check_method,
+                      check_percentile)
 
 log = logging.getLogger(__name__)
-CUSTOM_OP_SCOPES = tuple(f"/{op}" for op in (SELECT, RANK))  # the custom nodes and, once inlined, their bodies
-FLOAT_OP_TYPES = ("TopK", "CumSum", "ScatterElements", "GatherElements", "Gather", "Softmax", "Min", "Expand")
-
-
-def float_kept_nodes(model: onnx.ModelProto, keep_float_nodes: Sequence[str] = ()) -> list[str]:
-    """Names of the nodes that stay FP32, in graph order: ``keep_float_nodes`` plus selection and ranking.
-
-    Raises ConfigError for a name not in the graph: a stale list would
-    otherwise quantize what it meant to keep.
-    """
-    names = {n.name for n in model.graph.node}
-    unknown = [k for k in keep_float_nodes if k not in names]
-    if unknown:
-        raise ConfigError(f"keep_float_nodes names {len(unknown)} node(s) not in the graph, e.g. {unknown[:3]}; "
-                          "map module paths with aknet_edge.export.module_nodes.nodes_of_modules on this graph")
-    keep = set(keep_float_nodes)
-    return [n.name for n in model.graph.node
-            if n.name in keep or n.name.startswith(CUSTOM_OP_SCOPES) or n.op_type in FLOAT_OP_TYPES]
 
 
 class _Reader:
@@ -68,7 +50,8 @@ class _Reader:
 
 
 def quantize_int8(model: onnx.ModelProto, clips: np.ndarray, method: str = DEFAULT_METHOD,
-                  keep_float_nodes: Sequence[str] = (), percentile: float = DEFAULT_PERCENTILE) -> onnx.ModelProto:
+                  keep_float_nodes: Sequence[str] = (), percentile: float = DEFAULT_PERCENTILE,
+                  weights: str = DEFAULT_INT8_WEIGHTS) -> onnx.ModelProto:
     """Static INT8 Q/DQ: symmetric INT8 activations, per-channel symmetric INT8 weights, zero points 0.
 
     ``keep_float_nodes``: node names to leave in FP32, normally
@@ -76,6 +59,11 @@ def quantize_int8(model: onnx.ModelProto, clips: np.ndarray, method: str = DEFAU
     and ranking nodes stay FP32 regardless (:func:`float_kept_nodes`).
     ``percentile`` (method ``percentile``): the share of each activation histogram the range covers;
     99.99 clips fewer outliers away than ONNX Runtime's 99.999 default and measured better on the demo.
+    ``weights`` (:data:`~.options.INT8_WEIGHT_FORMS`): ``"int8"`` stores the weights as INT8 initializers
+    behind DequantizeLinear (TensorRT 10.x/11.x); ``"qdq"`` keeps them FP32 behind a QuantizeLinear ->
+    DequantizeLinear pair (ONNX Runtime's ``AddQDQPairToWeight``), the form TensorRT 8.x's builder takes (8.4's
+    rejected INT8 constants). Same calibration, same scales: the two compute the same thing. Every
+    per-channel Q/DQ gets an explicit ``axis`` (TensorRT 11.0 changed the default it assumes).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -83,6 +71,7 @@ def quantize_int8(model: onnx.ModelProto, clips: np.ndarray, method: str = DEFAU
     if len(clips) == 0:
         raise DataError("no calibration clips: INT8 needs real clips to measure activation ranges")
     check_percentile(percentile)
+    check_int8_weights(weights)
     cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
           "percentile": CalibrationMethod.Percentile}[method]
     keep = float_kept_nodes(model, keep_float_nodes)
@@ -98,12 +87,46 @@ def quantize_int8(model: onnx.ModelProto, clips: np.ndarray, method: str = DEFAU
                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
                                "CalibTensorRangeSymmetric": True, "CalibMovingAverage": False,
                                "QuantizeBias": False,  # TensorRT takes INT8 Q/DQ only: biases stay float
-                               "CalibPercentile": float(percentile)},
+                               "CalibPercentile": float(percentile),
+                               "AddQDQPairToWeight": weights == "qdq"},
             )
         q = onnx.load(str(dst))
     q.producer_name = "aknet_edge"
-    log.info("INT8 Q/DQ (%s): %d nodes kept in float", method, len(keep))
+    explicit_qdq_axes(q)
+    log.info("INT8 Q/DQ (%s, %s weights): %d nodes kept in float", method, weights, len(keep))
     return q
+
+
+def int8_weight_form(model: onnx.ModelProto) -> str | None:
+    """``"int8"`` or ``"qdq"``: how a Q/DQ graph stores its quantized weights; None when it quantizes none."""
+    inits = {i.name: i.data_type for i in model.graph.initializer}
+    forms = set()
+    for n in model.graph.node:
+        if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) == onnx.TensorProto.INT8:
+            forms.add("int8")
+        if n.op_type == "QuantizeLinear" and inits.get(n.input[0]) == onnx.TensorProto.FLOAT:
+            forms.add("qdq")
+    if len(forms) > 1:
+        raise ConfigError(f"the graph {model.graph.name!r} mixes INT8 weight forms {sorted(forms)}; quantize it again")
+    return forms.pop() if forms else None
+
+
+def explicit_qdq_axes(model: onnx.ModelProto) -> int:
+    """Write ``axis`` on every per-channel QuantizeLinear/DequantizeLinear that lacks it; returns how many.
+
+    The value written is what the graph means now (ONNX's default, 1, at the opsets we export), so ONNX
+    Runtime's results do not change; TensorRT 8.x and 10.1 assumed 0 when the attribute was absent and 11.0
+    assumes 1, so only an explicit axis reads the same everywhere.
+    """
+    scales = {i.name: int(np.prod(i.dims)) if len(i.dims) else 1 for i in model.graph.initializer}
+    written = 0
+    for n in model.graph.node:
+        if n.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(n.input) < 2:
+            continue
+        if scales.get(n.input[1], 1) > 1 and not any(a.name == "axis" for a in n.attribute):
+            n.attribute.append(onnx.helper.make_attribute("axis", 1))
+            written += 1
+    return written
 
 
 def convert_fp16(model: onnx.ModelProto, keep_float_nodes: Sequence[str] = ()) -> onnx.ModelProto:

@@ -39,6 +39,9 @@ DEVICE_TESTS = {
     "test_runtime_events.py": ["test_long_video_file", "test_hysteresis_and_min_duration"],
     "test_settings.py": ["test_flag_values", "test_flag_rejects_what_it_cannot_read",
                          "test_cache_dir_follows_the_variable"],
+    "test_plugins.py": "*",            # --plugin-lib: checked before loading, loaded, recorded
+    "test_int8_forms.py": "*",         # both INT8 graph forms and which TensorRT each serves
+    "test_trt_runtime.py": "*",        # the pure build plan, the FP32 islands to pin; GPU tests skip
     "test_build.py": [                 # what python -m aknet_edge.build --from checks before TensorRT runs
         "test_from_package_for_onnxruntime_is_refused_before_anything_runs",
         "test_engine_cache_key_covers_every_input",

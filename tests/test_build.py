@@ -67,6 +67,29 @@ def test_precision_graphs_pass_every_tensorrt_check(pkg):
             assert any(producers.get(i) is not None and producers[i].op_type == "DequantizeLinear" for i in n.input)
 
 
+def test_both_int8_forms_are_shipped_recorded_and_evaluated(pkg):
+    """Issue 13, section 3: the Q -> DQ-on-FP32 form for TensorRT 8.x beside the INT8-initializer form for 10.x/11.x."""
+    from aknet_edge.calibration import int8_weight_form
+    from aknet_edge.evaluate import format_accuracy, run_onnx
+
+    out, res = pkg
+    p = package.load(out)
+    forms = {v.weights: v for v in p.variants if (v.kind, v.precision) == ("onnx", "int8")}
+    assert set(forms) == {"int8", "qdq"} and p.variant("int8") is forms["int8"]
+    assert forms["qdq"].serves == ((8, 5), (10, 0)) and forms["int8"].serves == ((10, 0), None)
+    for form, v in forms.items():
+        assert int8_weight_form(onnx.load(str(p.path(v)))) == form
+    m = p.manifest
+    assert m.int8_graph_for((8, 6, 2)) is forms["qdq"] and m.int8_graph_for((10, 3, 0)) is forms["int8"]
+    assert m.float_modules["fp16"] == ("scorer", "coord_proj") and "encoder.conv1" in m.float_modules["int8"]
+    rows = {r.weights: r for r in res.variants if r.precision == "int8"}
+    assert set(rows) == {"int8", "qdq"} and rows["qdq"].file == forms["qdq"].file
+    assert "Q->DQ on FP32 (TensorRT 8.5 to 9.x)" in format_accuracy(res.variants)
+    x = np.random.default_rng(5).standard_normal((2, 8, 3, 112, 112)).astype(np.float32)
+    (la, ka), (lb, kb) = (run_onnx(p.path(forms[f]), x) for f in ("int8", "qdq"))
+    assert np.abs(la - lb).max() <= 1e-4 and keypoint_iou(ka, kb, p.config.grid) == 1.0  # the same computation
+
+
 def test_accuracy_report_per_variant(pkg):
     _, res = pkg
     by = {r.precision: r for r in res.variants}

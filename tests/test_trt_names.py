@@ -38,7 +38,7 @@ DOCUMENTED = NAMES_DIR / "8.5-documented.txt"
 # Local names bound to TensorRT objects in runtime/trt/ (self._engine counts as engine).
 TRT_ROOTS = frozenset({
     "trt", "builder", "network", "config", "parser", "parser_error", "profile", "tensor",
-    "timing_cache", "runtime", "engine", "context",
+    "timing_cache", "runtime", "engine", "context", "layer", "registry", "creator",
 })
 ERAS = ("8", "86", "10", "11")
 ERA_TOKEN = re.compile(r"_trt(\d+)(?=_|$)")
@@ -285,6 +285,17 @@ def test_collector_sees_the_names_the_package_relies_on():
     for override in ("get_batch_size", "get_batch", "read_calibration_cache", "write_calibration_cache"):
         assert by_name[override] == {("8", "10")}, override
     assert by_name["VERSION_COMPATIBLE"] == by_name["engine_host_code_allowed"] == {("86", "10", "11")}
+    # FP32 islands of weakly typed builds (issue 13, section 2): the constraint flag and the per-layer precision
+    # exist in 8.x and 10.x only; reading the layers off the network works in every era
+    for weak_only in ("OBEY_PRECISION_CONSTRAINTS", "precision", "set_output_type"):
+        assert by_name[weak_only] == {("8", "10")}, weak_only
+    for common in ("num_layers", "get_layer", "num_inputs", "get_input", "num_outputs", "get_output", "dtype",
+                   "is_shape_tensor", "type", "LayerType", "QUANTIZE", "DEQUANTIZE", "DataType", "FLOAT", "HALF",
+                   "init_libnvinfer_plugins", "get_plugin_registry", "plugin_version", "plugin_namespace"):
+        assert ERAS in by_name.get(common, set()), (common, by_name.get(common))  # used unsuffixed, so in every era
+    # the plugin registry's creator list: IPluginV2 creators in 8.x, every creator from 10.0 (the V2 list is gone in 11)
+    assert by_name["plugin_creator_list"] == {("8",)}
+    assert by_name["all_creators"] == {("10", "11")}
 
 
 def test_names_removed_in_10_are_not_used_anywhere():
@@ -369,6 +380,25 @@ def test_dropping_an_era_suffix_in_the_real_package_is_caught():
     problems = check(source.replace("_set_precision_flags_trt8_trt10", "_set_precision_flags"))
     assert any("(_set_precision_flags): FP16 is not in TensorRT 11.x" in p for p in problems), problems
     assert any("BuilderFlag.INT8 was removed by TensorRT 11.x" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("module, helper, words", [
+    ("build.py", "_obey_fp32_layers_trt8_trt10", ["OBEY_PRECISION_CONSTRAINTS is not in TensorRT 11.x",
+                                                  "precision is not in TensorRT 11.x",
+                                                  "set_output_type is not in TensorRT 11.x"]),
+    ("plugins.py", "_creator_list_trt8", ["plugin_creator_list is not in TensorRT 11.x"]),
+    ("plugins.py", "_creator_list_trt10_trt11", ["all_creators is not in TensorRT 8.5 (documented)",
+                                                 "all_creators is not in TensorRT 8.6 (documented)"]),
+])
+def test_dropping_the_suffix_of_a_precision_or_plugin_helper_is_caught(module, helper, words):
+    """Each era-only call of the FP32-island pinning and the plugin registry sits behind its suffix for a reason."""
+    source = trt_modules()[module]
+    assert f"def {helper}(" in source
+    bare = re.sub(r"(_trt\d+)+$", "", helper) + "_everywhere"
+    problems = check(source.replace(helper, bare))
+    for word in words:
+        assert any(f"({bare}): {word}" in p for p in problems), (word, problems)
+    assert not check(source), check(source)
 
 
 def test_unsuffixed_code_is_checked_against_every_era():

@@ -128,7 +128,7 @@ def test_era_table_is_contiguous_and_claims_only_supported_releases():
     assert versions == sorted(versions) and len({r.target for r in trt_eras.RELEASES}) == len(versions)
     assert all(trt_eras.is_supported(v) for v in versions)
     for name, feature in trt_eras.FEATURES.items():
-        bounds = [b for b in (feature.since, feature.until) if b is not None]
+        bounds = [b for b in (feature.since, feature.until, *(x for gap in feature.gaps for x in gap)) if b is not None]
         assert bounds and all(trt_eras.SUPPORTED_SINCE < b < trt_eras.SUPPORTED_UNTIL for b in bounds), name
         assert feature.until is None or feature.since is None or feature.since < feature.until, name
 
@@ -148,16 +148,16 @@ def test_targets_are_the_table_releases_with_unchanged_rules():
         t = TARGETS[release.target]
         assert (t.tensorrt, t.max_opset) == (release.version, release.max_opset)
         assert t.topk_max_k == trt_eras.TOPK_MAX_K and t.label == trt_eras.label(release.version)
-    # (functions, needs_constant_k, casts_int64, requires_sorted_topk, ignores_scatternd_reduction, max_opset)
+    # (functions, needs_constant_k, casts_int64, has_cumulative_layer, ignores_scatternd_reduction, max_opset)
     expected = {
         "onnxruntime": ("run", False, False, False, False, 21),
         "tensorrt-8.5": ("ignored", True, True, False, True, 17),
         "tensorrt-8.6": ("ignored", False, True, False, True, 17),
-        "tensorrt-10.3": ("body", False, False, True, False, 20),
+        "tensorrt-10.3": ("body", False, False, False, False, 20),
         "tensorrt-10": ("plugin-first", False, False, True, False, 20),
         "tensorrt-11": ("plugin-first", False, False, True, False, 20),
     }
-    got = {n: (t.functions, t.needs_constant_k, t.casts_int64, t.requires_sorted_topk, t.ignores_scatternd_reduction,
+    got = {n: (t.functions, t.needs_constant_k, t.casts_int64, t.has_cumulative_layer, t.ignores_scatternd_reduction,
                t.max_opset) for n, t in TARGETS.items()}
     assert got == expected
     assert TARGETS["onnxruntime"].topk_max_k is None and TARGETS["tensorrt-10"].label == "TensorRT 10.16"
@@ -321,6 +321,8 @@ def test_plan_build(version, precision, graph, calib, st, expected):
     plan = rt.plan_build(version, _settings(precision, st), graph, calib)
     assert _flags(plan) == expected
     assert plan.era == rt.api_era(version)
+    # FP32 islands are pinned exactly when TensorRT may pick FP16/INT8 kernels on its own (weak typing + a flag)
+    assert plan.pin_fp32 == (not plan.strongly_typed and (plan.fp16_flag or plan.int8_flag))
 
 
 @pytest.mark.parametrize("version, precision, graph, calib, st, error, match", [
@@ -432,3 +434,132 @@ def test_int8_calibration_or_its_removal(real_trt, device, tmp_path):
     with rt.EngineRunner(plan, device) as runner:
         out = runner.infer({"clip": batches[0]})["logits"]
     assert out.shape == (2, 2, 3)
+
+
+# --------------------------------------------------------------------------- FP32 islands of weakly typed builds
+
+PKG_020_GRAPH = Path(__file__).parent / "data" / "package-0.2.0" / "model.fp32.onnx"
+
+
+def _parser_layers(model):
+    """Layer views named as onnx-tensorrt names them (ImporterContext::registerLayer, generateUniqueName; 8.5-GA to
+    10.x): constants after their initializer, a node's layer after the node, a second layer of the same node
+    ``<node>_<counter>``, and unregistered helpers ``(Unnamed Layer* i) [Shuffle]`` right before a node's layer.
+    Tensor kinds come from ONNX shape inference on the real graph. This is the naming rule, not a TensorRT stand-in:
+    what TensorRT does with the pinned layers is only observable on a GPU (tests/test_runtime_tensorrt.py)."""
+    import onnx
+
+    from aknet_edge.runtime.trt.islands import FLOAT, OTHER
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type for v in list(inferred.graph.value_info) + list(inferred.graph.input)
+             + list(inferred.graph.output)}
+    types.update({i.name: i.data_type for i in model.graph.initializer})
+
+    def kinds(names):
+        return tuple(FLOAT if types.get(n) == onnx.TensorProto.FLOAT else OTHER for n in names if n)
+
+    views, counter, used = [], 0, set()
+    inits = {i.name for i in model.graph.initializer}
+    for i, node in enumerate(model.graph.node):
+        for name in node.input:
+            if name in inits and name not in used:
+                used.add(name)
+                views.append(rt.LayerView(name, (), kinds([name])))
+        if node.op_type == "Constant":
+            continue  # no layer: the parser keeps constants as weights
+        if i % 3 == 0:
+            views.append(rt.LayerView(f"(Unnamed Layer* {len(views)}) [Shuffle]", kinds(node.input[:1]),
+                                      kinds(node.input[:1])))
+        views.append(rt.LayerView(node.name, kinds(node.input), kinds(node.output)))
+        if i % 4 == 0:
+            counter += 1
+            views.append(rt.LayerView(f"{node.name}_{counter}", kinds(node.output), kinds(node.output)))
+    return views
+
+
+def test_the_demo_graphs_islands_become_pinned_layers():
+    """From the 0.2.0 package's real graph: scoring, coordinates, selection and ranking pinned; the backbone not."""
+    import onnx
+
+    from aknet_edge.calibration.islands import fp32_island_nodes
+    from aknet_edge.runtime.trt.islands import layer_node
+
+    model = onnx.load(str(PKG_020_GRAPH))
+    nodes = [n.name for n in model.graph.node]
+    islands = set(fp32_island_nodes(model, ("scorer", "coord_proj")))  # the model's FP16 declaration (KEYPOINT_PATH)
+    views = _parser_layers(model)
+    pin = rt.plan_pinning(views, nodes, islands)
+    pinned = {views[i].name for i, _ in pin.layers}
+    owners = {v.name: layer_node(v.name, nodes) for v in views}
+    by_op = {n.name: n.op_type for n in model.graph.node}
+
+    # every compute node of the keypoint path, selection and ranking, and its parser-suffixed second layer
+    from aknet_edge.runtime.trt.islands import FLOAT
+
+    for view in views:
+        if owners[view.name] in islands and FLOAT in view.inputs + view.outputs and not view.shape_output:
+            assert view.name in pinned, view.name
+    assert any(v.name != owners[v.name] and v.name in pinned for v in views if owners[v.name] in islands)
+    for scope in ("/scorer/", "/coord_proj/", "/KeypointSelect", "/KeypointRank"):
+        assert any(p.startswith(scope) for p in pinned), scope
+    # nothing of the backbone or the head's classifier: only island nodes and unnamed helpers beside them
+    assert not any(p.startswith(("/encoder/layer", "/encoder/conv1")) and by_op.get(owners[p]) == "Conv"
+                   for p in pinned)
+    assert all(owners[p] in islands or p.startswith("(Unnamed Layer") for p in pinned), pinned - islands
+    # outputs set to FP32 are FP32 ones: TopK's indices (INT64) are left alone
+    topk = next(i for i, v in enumerate(views) if by_op.get(v.name) == "TopK")
+    assert dict(pin.layers)[topk] == (0,)
+    assert pin.island_nodes == len(islands & set(nodes)) and 0 < pin.matched_nodes <= pin.island_nodes
+
+
+def test_pinning_skips_qdq_shape_and_fp16_writers_and_follows_unnamed_helpers():
+    from aknet_edge.runtime.trt.islands import FLOAT, HALF, OTHER
+
+    nodes = ["/scorer/Conv", "/scorer/Conv_1", "/encoder/Conv", "/scorer/DQ", "/scorer/Shape", "/scorer/Cast"]
+    views = [
+        rt.LayerView("/encoder/Conv", (FLOAT,), (FLOAT,)),
+        rt.LayerView("(Unnamed Layer* 1) [Shuffle]", (FLOAT,), (FLOAT,)),  # next named layer is an island: pinned
+        rt.LayerView("/scorer/Conv", (FLOAT,), (FLOAT,)),
+        rt.LayerView("/scorer/Conv_7", (FLOAT,), (FLOAT,)),  # the parser's second layer of /scorer/Conv
+        rt.LayerView("/scorer/Conv_1", (FLOAT,), (FLOAT,)),  # a node of its own (an island too)
+        rt.LayerView("/scorer/DQ", (OTHER,), (FLOAT,), is_qdq=True),
+        rt.LayerView("/scorer/Shape", (FLOAT,), (OTHER,), shape_output=True),
+        rt.LayerView("/scorer/Cast", (FLOAT,), (HALF,)),  # into an FP16 part of the graph: stays a cast to FP16
+        rt.LayerView("w_scorer", (), (FLOAT,)),  # a constant named after its initializer: not a node's layer
+        rt.LayerView("/encoder/Conv_3", (FLOAT,), (FLOAT,)),  # the parser's second layer of /encoder/Conv
+        rt.LayerView("(Unnamed Layer* 9) [Shuffle]", (FLOAT,), (FLOAT,)),  # after a backbone layer, at the end: no
+    ]
+    islands = {"/scorer/Conv", "/scorer/Conv_1", "/scorer/DQ", "/scorer/Shape", "/scorer/Cast"}
+    pin = rt.plan_pinning(views, nodes, islands)
+    assert [views[i].name for i, _ in pin.layers] == [
+        "(Unnamed Layer* 1) [Shuffle]", "/scorer/Conv", "/scorer/Conv_7", "/scorer/Conv_1"]
+    assert rt.plan_pinning(views, nodes, ()).layers == ()
+    int_only = rt.LayerView("/scorer/Conv", (OTHER,), (OTHER,))  # index arithmetic in INT32: nothing to pin
+    assert rt.plan_pinning([int_only], nodes, islands).layers == ()
+
+
+def test_fp32_islands_for_an_engine_follow_the_package_record(tmp_path, caplog):
+    """``build --from`` (torch-free) derives the nodes from the package's float_modules record."""
+    from aknet_edge.engine import fp32_islands
+    from aknet_edge.errors import ConfigError
+
+    assert fp32_islands(PKG_020_GRAPH, "fp32", {"fp16": ("scorer",)}) == []
+    declared = fp32_islands(PKG_020_GRAPH, "fp16", {"fp16": ("scorer", "coord_proj")})
+    assert any(n.startswith("/scorer/") for n in declared) and any(n.startswith("/coord_proj/") for n in declared)
+    with caplog.at_level("WARNING"):
+        undeclared = fp32_islands(PKG_020_GRAPH, "int8", {})  # a 0.2.0 package: selection and ranking only
+    assert "records no FP32 modules for int8" in caplog.text
+    assert not any(n.startswith("/scorer/") and not n.endswith("Softmax") for n in undeclared)  # op-type rule only
+    assert any("KeypointRank" in n for n in undeclared) and len(undeclared) < len(declared)
+    with pytest.raises(ConfigError, match="module 'scorer_renamed' matches no node"):
+        fp32_islands(PKG_020_GRAPH, "fp16", {"fp16": ("scorer_renamed",)})
+
+
+def test_fp32_islands_are_computed_without_torch():
+    proc = run_py(
+        "import sys\n"
+        "sys.modules['torch'] = None\n"
+        "from aknet_edge.engine import fp32_islands\n"
+        f"print(len(fp32_islands({str(PKG_020_GRAPH)!r}, 'fp16', {{'fp16': ('scorer', 'coord_proj')}})))\n")
+    assert proc.returncode == 0 and int(proc.stdout.strip()) > 20, proc.stdout + proc.stderr

@@ -15,8 +15,10 @@ from typing import Any
 from aknet_edge import trt_eras
 
 from .build_config import add_batch_profile, configure_dla, load_timing_cache, save_timing_cache
-from .onnx_info import inspect_onnx
+from .islands import FLOAT, HALF, OTHER, LayerView, PinPlan, plan_pinning
+from .onnx_info import OnnxGraphInfo, inspect_onnx
 from .plan import BuildPlan, plan_build
+from .plugins import check_graph_plugins, ensure_registry, load_plugin_libraries
 from .settings import BuildSettings, PathLike
 from .version import (LOGGER_NAME, EngineBuildError, Version, check_supported, format_version, get_trt_logger,
                       load_tensorrt, require, trt_version)
@@ -34,13 +36,17 @@ def build_serialized_engine(onnx_path: PathLike, settings: BuildSettings, calibr
     """
     trt = load_tensorrt()
     version = check_supported(trt_version(trt))
-    plan = plan_build(version, settings, inspect_onnx(onnx_path), calibrator is not None)
+    graph = inspect_onnx(onnx_path)
+    plan = plan_build(version, settings, graph, calibrator is not None)
     if settings.version_compatible:
         require("version_compatible", version)
     log.info("building %s engine from %s with TensorRT %s (strongly typed: %s)", settings.precision, onnx_path,
              format_version(version), plan.strongly_typed)
 
     logger = get_trt_logger(logger_name)
+    load_plugin_libraries(settings.plugin_libs)  # before parsing: the parser looks plugins up in the registry
+    ensure_registry(trt)
+    check_graph_plugins(trt, graph, version, onnx_path)
     builder = trt.Builder(logger)
     network = builder.create_network(_network_flags(trt, plan))
     parser = trt.OnnxParser(network, logger)
@@ -51,6 +57,8 @@ def build_serialized_engine(onnx_path: PathLike, settings: BuildSettings, calibr
     add_batch_profile(builder, network, config, settings)
     if plan.fp16_flag or plan.int8_flag:
         _set_precision_flags_trt8_trt10(trt, config, plan)
+    if plan.pin_fp32:
+        _pin_fp32_islands(trt, network, config, graph, settings)
     if plan.use_calibrator:
         _set_calibrator_trt8_trt10(config, calibrator)
     if settings.dla_core is not None:
@@ -110,6 +118,51 @@ def _set_precision_flags_trt8_trt10(trt: Any, config: Any, plan: BuildPlan) -> N
         config.set_flag(trt.BuilderFlag.FP16)
     if plan.int8_flag:
         config.set_flag(trt.BuilderFlag.INT8)
+
+
+def _pin_fp32_islands(trt: Any, network: Any, config: Any, graph: OnnxGraphInfo, settings: BuildSettings) -> PinPlan:
+    """Weakly typed FP16/INT8: keep the graph's FP32 islands FP32 (islands.py decides which layers)."""
+    if not settings.fp32_nodes:
+        log.warning("weakly typed %s build without FP32 islands: TensorRT may run scoring, selection and ranking in "
+                    "FP16 (exact integers only up to 2048); build from a package that records float_modules",
+                    settings.precision)
+        return PinPlan((), 0, 0)
+    views = [_layer_view(trt, network.get_layer(i)) for i in range(int(network.num_layers))]
+    pin = plan_pinning(views, graph.node_names, settings.fp32_nodes)
+    _obey_fp32_layers_trt8_trt10(trt, network, config, pin)
+    log.info("FP32 islands: %d of %d layers pinned to FP32 (%d of %d island nodes found among the layers)",
+             pin.count, len(views), pin.matched_nodes, pin.island_nodes)
+    if pin.matched_nodes < pin.island_nodes:
+        log.debug("island nodes without a layer of their name were folded away by the parser (constants, "
+                  "identities) or merged into another node's layers")
+    return pin
+
+
+def _layer_view(trt: Any, layer: Any) -> LayerView:
+    """What plan_pinning needs from a layer: its name, tensor kinds, Q/DQ or not, shape outputs (every era)."""
+    kinds = {trt.DataType.FLOAT: FLOAT, trt.DataType.HALF: HALF}
+    inputs = []
+    for j in range(int(layer.num_inputs)):
+        tensor = layer.get_input(j)
+        if tensor is not None:  # optional inputs left empty
+            inputs.append(kinds.get(tensor.dtype, OTHER))
+    outputs, shape_output = [], False
+    for j in range(int(layer.num_outputs)):
+        tensor = layer.get_output(j)
+        outputs.append(kinds.get(tensor.dtype, OTHER))
+        shape_output = shape_output or bool(tensor.is_shape_tensor)
+    is_qdq = layer.type in (trt.LayerType.QUANTIZE, trt.LayerType.DEQUANTIZE)
+    return LayerView(str(layer.name), tuple(inputs), tuple(outputs), is_qdq, shape_output)
+
+
+def _obey_fp32_layers_trt8_trt10(trt: Any, network: Any, config: Any, pin: PinPlan) -> None:
+    """8.x to 10.x, weakly typed: FP32 precision and output types, obeyed (all three removed in 11.0)."""
+    config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    for index, outputs in pin.layers:
+        layer = network.get_layer(index)
+        layer.precision = trt.DataType.FLOAT
+        for j in outputs:
+            layer.set_output_type(j, trt.DataType.FLOAT)
 
 
 def _set_calibrator_trt8_trt10(config: Any, calibrator: Any) -> None:

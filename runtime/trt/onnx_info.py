@@ -1,15 +1,17 @@
-"""What an ONNX file says about precision, read without TensorRT.
+"""What an ONNX file says about precision, node names and plugins, read without TensorRT.
 
 Why: a strongly typed network takes its precision from the graph, so the build
 plan needs to know whether the graph carries Q/DQ nodes or FP16 tensors before
-it picks network and builder flags. ``onnx`` is imported only when asked.
+it picks network and builder flags; a weakly typed build pins FP32 islands by
+node name (islands.py); and a node no importer knows needs a plugin, which is
+checked before parsing (plugins.py). ``onnx`` is imported only when asked.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Tuple
 
 from aknet_edge.errors import ConfigError, DependencyError
 
@@ -19,11 +21,29 @@ _QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 
 
 @dataclass(frozen=True)
+class PluginNode:
+    """A node whose op type is no standard ONNX op: TensorRT imports it through a plugin or its function body.
+
+    ``plugin_version``/``plugin_namespace`` are the node's attributes of those
+    names (defaults "1" and ""), which the parser uses to find the creator.
+    """
+
+    name: str
+    op_type: str
+    domain: str
+    plugin_version: str = "1"
+    plugin_namespace: str = ""
+    has_function: bool = False  # a model-local function of that (domain, op_type) exists
+
+
+@dataclass(frozen=True)
 class OnnxGraphInfo:
-    """What the ONNX file says about precision (strong typing takes it from there)."""
+    """What the ONNX file says about precision (strong typing takes it from there), node names and plugins."""
 
     has_qdq: bool
     has_fp16: bool
+    node_names: Tuple[str, ...] = ()  # main graph's nodes, in order (TensorRT names layers after them)
+    plugin_nodes: Tuple[PluginNode, ...] = ()
 
 
 def inspect_onnx(onnx_path: PathLike) -> OnnxGraphInfo:
@@ -70,4 +90,22 @@ def inspect_onnx(onnx_path: PathLike) -> OnnxGraphInfo:
     visit_graph(model.graph)
     for function in model.functions:
         visit_nodes(function.node)
-    return OnnxGraphInfo(has_qdq=has_qdq, has_fp16=has_fp16)
+    return OnnxGraphInfo(has_qdq=has_qdq, has_fp16=has_fp16, node_names=tuple(n.name for n in model.graph.node),
+                         plugin_nodes=plugin_nodes(model))
+
+
+def plugin_nodes(model: Any) -> Tuple[PluginNode, ...]:
+    """The main graph's nodes with an op type ONNX does not define (TensorRT dispatches by op type only)."""
+    import onnx
+
+    functions = {(f.domain, f.name) for f in model.functions}
+    found = []
+    for node in model.graph.node:
+        if onnx.defs.has(node.op_type):
+            continue
+        attrs = {a.name: a for a in node.attribute}
+        version = attrs["plugin_version"].s.decode() if "plugin_version" in attrs else "1"
+        namespace = attrs["plugin_namespace"].s.decode() if "plugin_namespace" in attrs else ""
+        found.append(PluginNode(node.name, node.op_type, node.domain, version or "1", namespace,
+                                (node.domain, node.op_type) in functions))
+    return tuple(found)

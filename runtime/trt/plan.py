@@ -33,6 +33,9 @@ class BuildPlan:
     fp16_flag: bool
     int8_flag: bool
     use_calibrator: bool
+    # weakly typed FP16/INT8: the FP32 islands' layers get FP32 precision and output types, and the build obeys them
+    # (BuilderFlag.OBEY_PRECISION_CONSTRAINTS, 8.x/10.x); strongly typed builds follow the graph's types anyway
+    pin_fp32: bool = False
 
 
 def plan_build(version: Version, settings: BuildSettings, graph: OnnxGraphInfo, has_calibrator: bool) -> BuildPlan:
@@ -44,16 +47,19 @@ def plan_build(version: Version, settings: BuildSettings, graph: OnnxGraphInfo, 
     _check_precision(version, settings, graph, strongly_typed, has_calibrator)
 
     weak = not strongly_typed
+    fp16_flag = weak and settings.precision in ("fp16", "int8")
+    int8_flag = weak and (settings.precision == "int8" or graph.has_qdq)
     return BuildPlan(
         version=version,
         era=api_era(version),
         explicit_batch=trt_eras.available("explicit_batch_required", version),
         strongly_typed=strongly_typed,
         # INT8 builds also enable FP16 so layers left unquantized need not fall back to FP32.
-        fp16_flag=weak and settings.precision in ("fp16", "int8"),
+        fp16_flag=fp16_flag,
         # 8.x needs the INT8 flag for Q/DQ graphs too; weakly typed 10.x likewise.
-        int8_flag=weak and (settings.precision == "int8" or graph.has_qdq),
+        int8_flag=int8_flag,
         use_calibrator=has_calibrator,
+        pin_fp32=fp16_flag or int8_flag,
     )
 
 

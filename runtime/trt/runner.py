@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -49,10 +49,15 @@ class EngineRunner:
     ``device`` is any :class:`~aknet_edge.runtime.device_memory.DeviceMemory`
     (default: pycuda). ``host_code_allowed`` must be True to load
     version-compatible engines (8.6+); only do that for plans you trust.
+    ``plugin_libs``: TensorRT plugin libraries the engine's plugin layers need, loaded before deserialising.
     """
 
     def __init__(self, engine: Union[bytes, bytearray, memoryview, PathLike], device: Any = None, *,
-                 host_code_allowed: bool = False, logger_name: str = LOGGER_NAME) -> None:
+                 host_code_allowed: bool = False, logger_name: str = LOGGER_NAME,
+                 plugin_libs: Sequence[PathLike] = ()) -> None:
+        from .plugins import ensure_registry, load_plugin_libraries
+
+        load_plugin_libraries(plugin_libs)  # before deserialising: plugin layers find their creators
         trt = load_tensorrt()
         self.version = check_supported(trt_version(trt))
         data = bytes(engine) if isinstance(engine, (bytes, bytearray, memoryview)) else Path(engine).read_bytes()
@@ -61,6 +66,7 @@ class EngineRunner:
 
             device = default_device_memory()
         self._device = device
+        ensure_registry(trt)
         runtime = trt.Runtime(get_trt_logger(logger_name))
         if host_code_allowed:
             require("version_compatible", self.version)

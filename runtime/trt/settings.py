@@ -29,6 +29,10 @@ class BuildSettings:
     (min, opt, max) batch size. ``strongly_typed=None`` picks per version and
     graph: on 9.x/10.x strongly typed when the ONNX carries Q/DQ nodes or FP16
     tensors; always on 11.x; never on 8.x (it does not exist there).
+    ``fp32_nodes``: the ONNX nodes of the graph's FP32 islands
+    (:func:`aknet_edge.calibration.islands.fp32_island_nodes`); a weakly typed
+    FP16/INT8 build pins the layers made from them to FP32. ``plugin_libs``:
+    TensorRT plugin libraries to load before parsing (checked to exist here).
     """
 
     precision: str
@@ -40,6 +44,8 @@ class BuildSettings:
     strongly_typed: Optional[bool] = None
     timing_cache: Optional[Path] = None
     version_compatible: bool = False
+    fp32_nodes: Tuple[str, ...] = ()
+    plugin_libs: Tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -61,6 +67,14 @@ class BuildSettings:
             raise ConfigError(f"strongly_typed must be None (auto), True or False, got {self.strongly_typed!r}")
         if not isinstance(self.version_compatible, bool):
             raise ConfigError(f"version_compatible must be a bool, got {self.version_compatible!r}")
+        nodes = tuple(self.fp32_nodes) if not isinstance(self.fp32_nodes, str) else None
+        if nodes is None or not all(isinstance(n, str) and n for n in nodes):
+            raise ConfigError(f"fp32_nodes must be a sequence of ONNX node names, got {self.fp32_nodes!r}")
+        object.__setattr__(self, "fp32_nodes", nodes)
+        from .plugins import check_library_file
+
+        libs = (self.plugin_libs,) if isinstance(self.plugin_libs, (str, Path)) else tuple(self.plugin_libs)
+        object.__setattr__(self, "plugin_libs", tuple(check_library_file(p) for p in libs))
         object.__setattr__(self, "input_shape", shape)
         object.__setattr__(self, "batch", batch)
         if self.timing_cache is not None:
