@@ -161,27 +161,34 @@ def _downsample(dim: int, cin: int, cout: int, stride: int) -> nn.Module | None:
     return nn.Sequential(_conv(dim, cin, cout, 1, stride), _bn(dim, cout))
 
 
-def fork_rows(x: Tensor, rows: int | Tensor) -> Tensor:
-    """``x`` grown to ``rows`` rows, each new row a copy of row 0.
+def fork_rows(x: Tensor, rows: int | Tensor, parents: Tensor | None = None) -> Tensor:
+    """``x`` grown to ``rows`` rows, each new row a copy of row 0 (or of row ``parents[r]``).
 
     Frame-by-frame encoding with one state row per chain: a chain that starts
     from zero state equals the carried chain (row 0) up to the shift layer its
     own state first differs at, so it joins there as a copy of row 0 instead of
     being computed from the stem (``runtime.window.IncrementalEncoder``). With
     as many state rows as input rows this is the identity.
+
+    ``parents`` (int, at least ``rows`` long) names the row each new row ``r`` copies: several
+    cameras in one call, each with its carried chain in its own row and its fresh chains forked
+    from that row (``runtime.window.encode_batch``). Without it, row 0 (one camera).
     """
-    return torch.cat([x, x[:1].expand(rows - x.shape[0], *x.shape[1:])])
+    if parents is None:
+        return torch.cat([x, x[:1].expand(rows - x.shape[0], *x.shape[1:])])
+    return torch.cat([x, x.index_select(0, parents[x.shape[0]:rows])])
 
 
 class Stage(nn.ModuleList):
     """A ResNet stage; threads the online shift state through its blocks."""
 
-    def forward(self, x: Tensor, frames: int = 1, states: State | None = None) -> tuple[Tensor, State]:
+    def forward(self, x: Tensor, frames: int = 1, states: State | None = None,
+                parents: Tensor | None = None) -> tuple[Tensor, State]:
         out_states: State = []
         for i, block in enumerate(self):
             state = None if states is None else states[i]
             if state is not None and frames == 1:
-                x = fork_rows(x, state.shape[0])
+                x = fork_rows(x, state.shape[0], parents)
             x, s = block(x, frames, state)
             if s is not None:
                 out_states.append(s)
@@ -241,13 +248,15 @@ class FrameEncoder(nn.Module):
         """(N, 3, H, W) frames -> stem features; no temporal shift before stage 1."""
         return self.maxpool(self.relu(self.bn1(self.conv1(x))))
 
-    def layers(self, y: Tensor, t: int, states: State | None = None) -> tuple[Tensor, State]:
-        """Stages 1..cut on stem features of clips of ``t`` frames, threading the online shift state."""
+    def layers(self, y: Tensor, t: int, states: State | None = None,
+               parents: Tensor | None = None) -> tuple[Tensor, State]:
+        """Stages 1..cut on stem features of clips of ``t`` frames, threading the online shift state
+        (``parents``: which row each forked row copies, see :func:`fork_rows`)."""
         out_states: State = []
         pos = 0
         for stage in self.stages():
             n = len(stage)
-            y, s = stage(y, t, None if states is None else states[pos : pos + n])
+            y, s = stage(y, t, None if states is None else states[pos : pos + n], parents)
             out_states += s
             pos += n
         return y, out_states

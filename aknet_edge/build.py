@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import sys
 import time
@@ -98,6 +99,7 @@ class BuildOptions:
     require_engine: bool = False
     progress: bool = True
     plugin_libs: Tuple[Path, ...] = ()  # TensorRT plugin libraries (--plugin-lib), loaded before parsing
+    max_streams: Optional[int] = None  # cameras one engine call batches (--max-streams); None: the batch MAX
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
@@ -117,6 +119,7 @@ class BuildOptions:
                 or not 1 <= b[0] <= b[1] <= b[2]:
             raise ConfigError(f"--batch {','.join(map(str, b))}: {BATCH_RULE}")
         object.__setattr__(self, "batch", b)
+        check_number("--max-streams", self.max_streams, minimum=1, whole=True, optional=True)
         if isinstance(self.workspace_mb, bool) or not isinstance(self.workspace_mb, int) or self.workspace_mb < 1:
             raise ConfigError(f"--workspace {self.workspace_mb}: expected at least 1 MiB")
         if self.dla is not None and (isinstance(self.dla, bool) or not isinstance(self.dla, int) or self.dla < 0):
@@ -158,8 +161,16 @@ class BuildOptions:
     def wants_engine(self) -> bool:
         return self.target == AUTO_TARGET or self.target.startswith("tensorrt")
 
-    def build_record(self) -> pk.BuildRecord:
-        return pk.BuildRecord(self.batch, self.workspace_mb, self.dla, self.target)
+    @property
+    def engine_batch(self) -> Tuple[int, int, int]:
+        """The engine's batch profile: ``--batch`` with its MAX raised to ``--max-streams`` (one window per camera)."""
+        b0, b1, b2 = self.batch
+        return (b0, b1, max(b2, self.max_streams or b2))
+
+    def build_record(self, target: Optional[str] = None) -> pk.BuildRecord:
+        """What the manifest records of the engine-shaping settings; ``target``: the package's (``--from`` keeps it)."""
+        batch = self.engine_batch
+        return pk.BuildRecord(batch, self.workspace_mb, self.dla, target or self.target, batch[2])
 
 
 @dataclass
@@ -238,7 +249,7 @@ def build(opts: BuildOptions) -> BuildResult:
         files = {"fp32": save(graph, tmp / "model.fp32.onnx")}
         split: Dict[str, Path] = {}
         if cfg.arch == "aknet" and cfg.shift != "offline":
-            enc, head = to_split_onnx(model)
+            enc, head = to_split_onnx(model, parent_rows=True)  # parent rows: exact mode batched across cameras
             split = {graph_io.FRAME_ENCODER: save(lower(enc, BASE_LOWERING), tmp / "frame_encoder.fp32.onnx"),
                      graph_io.CLIP_HEAD: save(lower(head, BASE_LOWERING), tmp / "clip_head.fp32.onnx")}
         steps.update()
@@ -359,7 +370,7 @@ def _compile(opts: BuildOptions, pkg_dir: Path, files: Dict[str, Path], cfg: Mod
 
         clips = load_calibration_set(opts.calib, cfg.clip, opts.calib_clips, opts.calib_seed,
                                      cache_dir=pkg_dir.parent / ".aknet_calib_cache").clips
-    return compile_engine(pkg_dir, files, precision, opts.batch, opts.workspace_mb, opts.dla, opts.calib_mode,
+    return compile_engine(pkg_dir, files, precision, opts.engine_batch, opts.workspace_mb, opts.dla, opts.calib_mode,
                           clips, opts.calib_method, float_modules, opts.plugin_libs)
 
 
@@ -400,7 +411,7 @@ def finish_on_device(package_dir: Path, opts: BuildOptions) -> pk.Variant:
                                   f"{have}; rebuild the package with --target auto (both INT8 forms), or build this "
                                   "engine with --precision fp16")
         engine = _compile(opts, staging.tmp, files, pkg.config, m.float_modules)
-        build = pk.BuildRecord(opts.batch, opts.workspace_mb, opts.dla, m.build.target)  # the package's target stays
+        build = opts.build_record(m.build.target)  # the package's target stays
         pk.write(staging.tmp, m.replace(variants=tuple(v for v in m.variants if v.kind != "tensorrt") + (engine,),
                                         command=_command(), build=build))
         staging.commit()
@@ -432,6 +443,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", default=",".join(map(str, d["batch"])),
                    help="MIN,OPT,MAX batch for the engine's optimization profile (default %(default)s)")
     p.add_argument("--workspace", type=int, default=d["workspace_mb"], help="TensorRT workspace in MiB")
+    p.add_argument("--max-streams", type=int, default=d["max_streams"], metavar="N",
+                   help="cameras one engine call batches (aknet_edge.runtime.MultiRecognizer); raises the batch "
+                        "profile's MAX to N and is recorded in the manifest (default: the batch MAX)")
     p.add_argument("--dla", type=int, default=d["dla"], help="Jetson DLA core (GPU fallback on)")
     p.add_argument("--target", default=d["target"], choices=(AUTO_TARGET, *_targets()))
     p.add_argument("--eval", dest="eval_data", default=d["eval_data"],
@@ -444,6 +458,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--check-only", action="store_true", help="export, lower and check for the target; write nothing")
     add_bool_flag(p, "--force", d["force"], "replace --out if it exists")
     p.add_argument("--from", dest="from_pkg", help="finish a portable package on the target device (compile its engine)")
+    p.add_argument("--triton-repo", metavar="DIR", help="also write a Triton Inference Server model repository "
+                   "(aknet_clip, aknet_stream) from the package into DIR (--force replaces only such a repository); "
+                   "with --from: only the repository, from PACKAGE as it is (no engine is compiled)")
     add_bool_flag(p, "--require-engine", d["require_engine"], "fail unless a TensorRT engine was built")
     p.add_argument("--plugin-lib", dest="plugin_libs", action="append", default=[], metavar="PATH",
                    help="TensorRT plugin library (.so) to load before parsing; repeatable; recorded in the manifest")
@@ -460,6 +477,7 @@ def options_from_args(args: argparse.Namespace, config: Optional[ModelConfig] = 
                   batch=parse_batch(args.batch), workspace_mb=args.workspace, dla=args.dla, target=args.target,
                   eval_data=args.eval_data, force=args.force, eval_clips_per_class=args.eval_clips_per_class,
                   compare_methods=args.compare_methods, require_engine=args.require_engine, progress=args.progress,
+                  max_streams=args.max_streams,
                   plugin_libs=tuple(args.plugin_libs))
     assert set(values) <= names
     return BuildOptions(**values)
@@ -472,6 +490,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     quiet_onnxruntime()
     config = config_from_args(args) if (args.config or args.preset or args.overrides or args.arch) else None
     opts = options_from_args(args, config)
+    if args.triton_repo:
+        from .triton_repo import check_target
+
+        check_target(Path(os.path.abspath(args.triton_repo)), args.force)  # before a long build, not after it
+        if args.from_pkg:
+            return _write_triton_repo(Path(args.from_pkg), Path(args.triton_repo), args.force)
     if args.from_pkg:
         engine = finish_on_device(Path(args.from_pkg), opts)
         assert engine.engine is not None
@@ -486,6 +510,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(format_accuracy(res.variants))
     print(f"\npackage: {res.out} ({res.seconds:.0f} s)")
     print(res.next_step)
+    if args.triton_repo:
+        return _write_triton_repo(res.out, Path(args.triton_repo), args.force)
+    return 0
+
+
+def _write_triton_repo(package_dir: Path, out: Path, force: bool) -> int:
+    from .triton_repo import write_triton_repo
+
+    repo = write_triton_repo(package_dir, out, force=force)
+    print(f"\nTriton repository {repo.root}:")
+    for name, path in repo.models.items():
+        print(f"  {name:<13} {path}")
+    for note in repo.notes:
+        print(f"  note: {note}")
+    print(f"serve it: tritonserver --model-repository {repo.root} (README: Serving with Triton)")
     return 0
 
 

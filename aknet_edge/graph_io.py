@@ -21,6 +21,9 @@ DEFAULT_ROLE = CLIP  # a schema-1 variant without "role" is a whole-clip graph
 CLIP_INPUT = "clip"
 FRAME_INPUT = "frame"
 FEATURES = "features"  # the frame encoder's output and the clip head's input
+# optional frame-encoder input (int32, one per output row): the row each forked row copies, so exact incremental
+# mode batches several cameras' fresh chains in one call (runtime.multistream)
+PARENT_ROWS = "parent_rows"
 LOGITS = "logits"
 KEYPOINTS = "keypoints"
 KEYPOINT_SCORES = "keypoint_scores"

@@ -163,7 +163,8 @@ class AKNet(nn.Module):
         """This model's reduced-precision contract; see :meth:`float_modules_for`."""
         return float_modules(self.cfg, precision)
 
-    def encode_frame(self, frame: Tensor, states: State | None = None) -> tuple[Tensor, State]:
+    def encode_frame(self, frame: Tensor, states: State | None = None,
+                     parents: Tensor | None = None) -> tuple[Tensor, State]:
         """Frames (F, 3, H, W) -> features (R, C, h, w) and the next online shift state.
 
         Each shift layer's state may have more rows than its input: new rows
@@ -171,12 +172,14 @@ class AKNet(nn.Module):
         encoded under several chains of state (R = the last layer's state rows)
         with the stem, and every layer before a chain's state first differs,
         computed once. With F rows in every state it is plain batched encoding.
+        ``parents`` (int, one entry per output row) makes new row r a copy of row
+        ``parents[r]`` instead of row 0: F cameras in one call, each forking its own chains.
         """
         if self.cfg.shift == "offline":
             raise ConfigError("shift='offline' needs the future frame; frame-by-frame encoding needs 'none' or 'online'")
         if states is None:
             states = self.encoder.init_state(frame.shape[0], frame.dtype)
-        return self.encoder.layers(self.encoder.stem(frame), 1, states if states else None)
+        return self.encoder.layers(self.encoder.stem(frame), 1, states if states else None, parents)
 
 
 class TSMBaseline(nn.Module):

@@ -580,6 +580,7 @@ class BuildRecord:
     workspace_mb: int = 1024
     dla: Optional[int] = None
     target: str = "auto"
+    max_streams: Optional[int] = None  # cameras one engine call batches (--max-streams); None: the batch MAX
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "manifest.build") -> "BuildRecord":
@@ -588,12 +589,15 @@ class BuildRecord:
         if not (all(isinstance(b, int) and not isinstance(b, bool) for b in batch) and 1 <= batch[0] <= batch[1] <= batch[2]):
             raise f._bad("batch", batch, "[MIN, OPT, MAX] with 1 <= MIN <= OPT <= MAX")
         b = cls(tuple(batch), f.int("workspace_mb", minimum=1), f.int("dla", None, minimum=0, optional=True),
-                f.str("target", choices=BUILD_TARGETS))
+                f.str("target", choices=BUILD_TARGETS), f.int("max_streams", None, minimum=1, optional=True))
         f.finish()
         return b
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"batch": list(self.batch), "workspace_mb": self.workspace_mb, "dla": self.dla, "target": self.target}
+        out = {"batch": list(self.batch), "workspace_mb": self.workspace_mb, "dla": self.dla, "target": self.target}
+        if self.max_streams is not None:  # written only when set: packages of 0.2.0/0.3.0 round-trip unchanged
+            out["max_streams"] = self.max_streams
+        return out
 
 
 @dataclass(frozen=True)
@@ -773,6 +777,8 @@ def _check_role_io(role: str, gio: GraphIO, m: Manifest) -> None:
     if role == graph_io.FRAME_ENCODER:
         states = [t.name for t in gio.state_inputs]
         want_in = [graph_io.FRAME_INPUT, *states]
+        if ins == want_in + [graph_io.PARENT_ROWS]:  # the optional parent-row input (batched exact mode)
+            want_in = ins
         want_out = [graph_io.FEATURES, *(graph_io.state_output(n) for n in states)]
         if ins != want_in or sorted(outs) != sorted(want_out):
             raise PackageError(f"{where}: inputs {ins} and outputs {outs}; expected inputs {want_in} and outputs "

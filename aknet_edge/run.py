@@ -1,8 +1,11 @@
-"""``python -m aknet_edge.run [SOURCE]``: recognise actions live and print or stream them.
+"""``python -m aknet_edge.run [SRC ...]``: recognise actions live and print or stream them.
 
 With no arguments it runs the bundled demo package on the synthetic source and
-prints action events. SIGINT/SIGTERM stop it cleanly (source released, outputs
-flushed, exit 0); errors print one ``error: ...`` line and exit 2.
+prints action events. Each SRC is a URI or ``NAME=URI``; several sources share one
+model and one engine (:class:`~aknet_edge.runtime.multistream.MultiRecognizer`), and
+every JSON Lines record carries its ``"stream"`` (the name, or the source's index).
+SIGINT/SIGTERM stop it cleanly (sources released, outputs flushed, exit 0); errors
+print one ``error: ...`` line and exit 2.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 from .cli_common import (CliParser, add_bool_flag, add_source_args, check_number, defaults_of, run_cli,
                          source_options_from_args)
@@ -86,21 +89,31 @@ def parser() -> argparse.ArgumentParser:
 
     d = defaults_of(RecognizerOptions)
     p = CliParser(prog="python -m aknet_edge.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("source", nargs="?", default=DEFAULT_SOURCE,
+    p.add_argument("sources", nargs="*", metavar="SRC", default=[DEFAULT_SOURCE],
                    help="csi://N, /dev/videoN, rtsp://, http(s)://, udp://, a file, an image folder, a GStreamer "
-                        f"pipeline or synthetic://?seed=..&fps=..&segments=.. (default {DEFAULT_SOURCE})")
+                        "pipeline, rosbag2://BAG?topic=/camera/image_raw or synthetic://?seed=..&fps=..&segments=.., "
+                        "optionally as NAME=URI; several share one engine, each its own stream "
+                        f"(default {DEFAULT_SOURCE})")
     p.add_argument("--package", help="model package folder (default: the bundled demo package)")
     p.add_argument("--backend", choices=BACKENDS, default=d["backend"])
     p.add_argument("--precision", choices=(AUTO, *PRECISIONS), default=d["precision"],
                    help="variant to run (default %(default)s: the package's preference for the backend)")
+    p.add_argument("--plugin-lib", dest="plugin_libs", action="append", default=[], metavar="PATH",
+                   help="TensorRT plugin library (.so) the engine needs; repeatable; loaded before the engine")
     p.add_argument("--providers", help="onnxruntime execution providers, comma-separated "
                                        "(e.g. CUDAExecutionProvider,CPUExecutionProvider)")
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (1 is best on 2-core boards)")
+    p.add_argument("--triton-url", metavar="HOST:PORT", help="with --backend triton: the gRPC endpoint of the Triton "
+                   "server serving the repository build --triton-repo wrote")
+    p.add_argument("--triton-sequence-base", type=int, default=d["triton_sequence_base"], metavar="N",
+                   help="Triton correlation id of the first stream (stream i uses N + i): give each edge device "
+                        "sharing a server its own range (default %(default)s)")
     p.add_argument("--jsonl", metavar="FILE", help="write results and events as JSON Lines ('-' = stdout)")
     p.add_argument("--preview-port", type=int, metavar="N", help="serve an MJPEG preview on the preview host, port N")
     p.add_argument("--preview-host", default=d["preview_host"], help="address of the preview server")
     p.add_argument("--output-video", metavar="FILE",
-                   help=f"write the annotated video ({listing(FOURCC)})")
+                   help=f"write the annotated video ({listing(FOURCC)}); with several sources one file per "
+                        "stream: FILE's name plus -NAME (out.mp4 -> out-front.mp4)")
     p.add_argument("--display", action="store_true", help="show a window (only where a display exists)")
     p.add_argument("--stats", type=float, metavar="SECONDS", help="print telemetry every SECONDS to stderr")
     p.add_argument("--max-seconds", type=float, metavar="S", help="stop after S seconds")
@@ -139,9 +152,30 @@ def _check_port(host: str, port: int) -> None:
                               "another port (0 picks a free one)") from None
 
 
+def stream_args(args: argparse.Namespace) -> List[Tuple[str, str]]:
+    """The sources as (name, URI): ``NAME=URI`` or a bare URI (named by its index); a rosbag2 URI with several image
+    topics (or none named) is one stream per topic. Names must be unique."""
+    from aknet_edge.runtime.multistream import check_stream_names, split_source_arg
+    from aknet_edge.runtime.sources import expand_source
+
+    pairs: List[Tuple[str, str]] = []
+    for i, text in enumerate(args.sources):
+        name, uri = split_source_arg(text, i)
+        pairs += expand_source(name, uri, explicit=uri != text)  # NAME=URI: the user named it
+    check_stream_names([n for n, _ in pairs])
+    return pairs
+
+
 def check_args(args: argparse.Namespace) -> None:
     """Every numeric option's range and every output's place, before a package, backend or source opens."""
     check_number("--threads", args.threads, minimum=1, whole=True)
+    check_number("--triton-sequence-base", args.triton_sequence_base, minimum=1, whole=True, optional=False)
+    if (args.backend == "triton") != (args.triton_url is not None):
+        raise ConfigError("--backend triton needs --triton-url HOST:PORT, and --triton-url needs --backend triton")
+    if args.triton_url is not None:
+        from aknet_edge.runtime.triton_client import parse_url
+
+        parse_url(args.triton_url)
     check_number("--stats", args.stats, above=0, unit="seconds")
     check_number("--max-seconds", args.max_seconds, above=0, unit="seconds")
     check_number("--stride", args.stride, above=0, unit="seconds")
@@ -152,18 +186,27 @@ def check_args(args: argparse.Namespace) -> None:
         from .io_utils import check_writable
 
         check_writable(args.jsonl, "--jsonl", create_parents=False)
+    args.streams = stream_args(args)
     if args.output_video is not None:
+        from aknet_edge.runtime.multistream import stream_video_path
+
         from .io_utils import check_writable
 
-        check_writable(args.output_video, "--output-video", create_parents=False)
+        for name, _ in args.streams:
+            path = args.output_video if len(args.streams) == 1 else stream_video_path(args.output_video, name)
+            check_writable(str(path), "--output-video", create_parents=False)
     if args.preview_port is not None:
         _check_port(args.preview_host, args.preview_port)
+    if args.plugin_libs:
+        from aknet_edge.runtime.trt.plugins import load_plugin_libraries
+
+        load_plugin_libraries(args.plugin_libs)  # process-wide, before any engine deserialises
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
     check_args(args)
-    from aknet_edge.runtime import EndOfStream, Recognizer
+    from aknet_edge.runtime import EndOfStream, MultiRecognizer, Recognizer
 
     pkg = Path(args.package) if args.package else demo_package()
     stop = threading.Event()
@@ -177,18 +220,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     # whole lines; a reader that goes away (``| head``) is warned about once and recognition goes on
     events_out = LineWriter("-", label="event output") if args.jsonl != "-" else None
 
+    streams = args.streams
+    several = len(streams) > 1
+
     def on_event(ev: Any) -> None:
         if events_out is not None and ev.state == "ended":
-            events_out.write_line(f"{ev.start:8.2f} - {ev.end:8.2f} s  {ev.label:<12} {ev.confidence:.2f}")
+            who = f"{ev.stream:<10} " if several else ""
+            events_out.write_line(f"{who}{ev.start:8.2f} - {ev.end:8.2f} s  {ev.label:<12} {ev.confidence:.2f}")
 
     providers = args.providers.split(",") if args.providers else None
-    rec = Recognizer(pkg, args.source, backend=args.backend, precision=args.precision, providers=providers,
-                     threads=args.threads, incremental=args.incremental, overlap=args.overlap,
-                     stride_s=args.stride, smoothing=args.smoothing, enter=args.enter, exit=args.exit,
-                     min_duration_s=args.min_duration, jsonl=args.jsonl, preview_port=args.preview_port,
-                     preview_host=args.preview_host, output_video=args.output_video, display=args.display,
-                     max_seconds=args.max_seconds, on_event=on_event,
-                     source_options=source_options_from_args(args))
+    options = dict(backend=args.backend, precision=args.precision, providers=providers, threads=args.threads,
+                   incremental=args.incremental, overlap=args.overlap, stride_s=args.stride,
+                   triton_url=args.triton_url, triton_sequence_base=args.triton_sequence_base,
+                   smoothing=args.smoothing, enter=args.enter, exit=args.exit, min_duration_s=args.min_duration,
+                   jsonl=args.jsonl, preview_port=args.preview_port, preview_host=args.preview_host,
+                   output_video=args.output_video, display=args.display, max_seconds=args.max_seconds,
+                   on_event=on_event, source_options=source_options_from_args(args))
+    if several:
+        rec: Any = MultiRecognizer(pkg, streams, **options)
+    else:
+        rec = Recognizer(pkg, streams[0][1], stream=streams[0][0], **options)
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         rec.start()
@@ -201,15 +252,25 @@ def main(argv: Optional[List[str]] = None) -> int:
             except EndOfStream:
                 break
             if args.stats and time.monotonic() >= next_stats:
-                print(rec.stats().line(), file=sys.stderr, flush=True)
+                print_stats(rec, streams)
                 next_stats += args.stats
     finally:
         rec.close()
         for s, h in old.items():
             signal.signal(s, h)
     if args.stats:
-        print(rec.stats().line(), file=sys.stderr, flush=True)
+        print_stats(rec, streams)
     return 0
+
+
+def print_stats(rec: Any, streams: List[Tuple[str, str]]) -> None:
+    """Telemetry to stderr: one line per stream (``stream NAME | ...``) and, with several, the total."""
+    if len(streams) == 1:
+        lines = [f"stream {streams[0][0]} | {rec.stats().line()}"]
+    else:
+        lines = [f"stream {name} | {snap.line()}" for name, snap in rec.stats().items()]
+        lines.append(f"total ({len(streams)} streams) | {rec.total_stats().line()}")
+    print("\n".join(lines), file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 Public API (loaded lazily, so ``import aknet_edge.runtime`` stays cheap)::
 
-    from aknet_edge.runtime import Recognizer, open_source, open_backend
+    from aknet_edge.runtime import MultiRecognizer, Recognizer, open_source, open_backend
 
 * :class:`Recognizer` -- package + source -> :class:`Result` stream, events, outputs
+* :class:`MultiRecognizer` -- package + N named sources -> one backend, batched per step
 * :func:`open_source` -- one URI for cameras, streams, files, folders, synthetic
 * :func:`open_backend` -- ONNX Runtime or TensorRT behind one interface
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 _EXPORTS = {
     "Recognizer": "recognizer", "RecognizerOptions": "recognizer", "Result": "recognizer",
+    "MultiRecognizer": "multistream",
     "open_source": "sources", "Source": "sources", "Frame": "sources", "EndOfStream": "sources",
     "SourceError": "sources", "SourceOpenError": "sources", "UnsupportedSourceError": "sources",
     "GStreamerUnavailableError": "sources", "ReconnectPolicy": "sources", "SourceOptions": "sources",

@@ -23,7 +23,11 @@ from aknet_edge.package import AUTO, Package, PackageError, Variant
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "triton")  # triton: a Triton server (runtime.triton_client)
+# the frame encoder's optional parent-row index input (int32, one entry per output row): a row a shift state adds
+# copies row ``parent_rows[r]`` instead of row 0, so several cameras' exact chains fork in one call
+# (export.onnx_export.to_split_onnx(parent_rows=True); runtime.window.encode_batch)
+PARENT_ROWS = graph_io.PARENT_ROWS
 
 
 class BackendError(AknetError, RuntimeError):
@@ -62,7 +66,11 @@ class Backend:
         # than its layer's input forks the new rows from row 0 (the exact incremental mode relies on it)
         self.state_fork = bool(states) and all(graph_io.is_rows_axis(t.shape[0]) for t in states)
         self._state_outputs = [graph_io.state_output(n) for n in self.state_names]
+        # whether the encoder takes PARENT_ROWS (exact incremental mode batched across cameras with forking)
+        self.parent_rows = encoder is not None and PARENT_ROWS in encoder.input_names and bool(states)
         self.has_split = False
+        # the most cameras one step may batch (None: no limit; TensorRT engines: the build's --max-streams)
+        self.max_streams: Optional[int] = None
 
     # -- contract
     def infer_clip(self, clip: np.ndarray) -> ClipOutput:
@@ -82,10 +90,12 @@ class Backend:
         """The encoder's initial shift state (zeros), one array per state input."""
         return [np.zeros((batch, *s), np.float32) for s in self.state_shapes]
 
-    def encode_frame(self, frame: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+    def encode_frame(self, frame: np.ndarray, state: State,
+                     parents: Optional[np.ndarray] = None) -> tuple[np.ndarray, State]:
         """(F, 3, S, S) frames + state -> (features (R, C, h, w), next state).
 
-        With ``state_fork`` a state may have more rows than the frames (see ``backbone.fork_rows``).
+        With ``state_fork`` a state may have more rows than the frames (see ``backbone.fork_rows``):
+        new rows copy row 0, or row ``parents[r]`` on an encoder with :attr:`parent_rows`.
         """
         self._need_split()
         frame = np.asarray(frame, dtype=np.float32)
@@ -95,6 +105,17 @@ class Backend:
             raise InputShapeError(f"expected {len(self.state_names)} state arrays, got {len(state)}")
         feed = {graph_io.FRAME_INPUT: np.ascontiguousarray(frame)}
         feed.update({n: np.ascontiguousarray(s, dtype=np.float32) for n, s in zip(self.state_names, state)})
+        if parents is not None and not self.parent_rows:
+            raise BackendError(f"{self.package.root}: this frame encoder has no {PARENT_ROWS} input; batch cameras "
+                               "with full rows (runtime.window.encode_batch) or rebuild the package")
+        if self.parent_rows:
+            rows = max([frame.shape[0]] + [s.shape[0] for s in state])
+            if parents is None:  # one camera: every new row forks from row 0
+                parents = np.zeros(rows, np.int32)
+            parents = np.ascontiguousarray(parents, dtype=np.int32)
+            if parents.ndim != 1 or parents.shape[0] < rows:
+                raise InputShapeError(f"{PARENT_ROWS}: expected ({rows},) row indices, got {parents.shape}")
+            feed[PARENT_ROWS] = parents
         out = self._run(graph_io.FRAME_ENCODER, feed)
         return out[graph_io.FEATURES], [out[n] for n in self._state_outputs]
 
@@ -182,8 +203,14 @@ class OnnxRuntimeBackend(Backend):
         if graph_io.CLIP not in self._sessions:
             raise BackendError(f"{package.root}: no whole-clip onnx graph in {precision}")
         self.has_split = _split_available(roles)
+        self._inspect_sessions()
+
+    def _inspect_sessions(self) -> None:
         # read once: get_outputs() builds new NodeArg objects on every call, a measurable cost per window
         self._output_names = {role: [o.name for o in sess.get_outputs()] for role, sess in self._sessions.items()}
+        enc = self._sessions.get(graph_io.FRAME_ENCODER)
+        if enc is not None:
+            self.parent_rows = bool(self.state_names) and PARENT_ROWS in [i.name for i in enc.get_inputs()]
 
     def _run(self, role: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = self._output_names[role]
@@ -210,6 +237,7 @@ class TensorRTBackend(Backend):
         version = rt.format_version(rt.trt_version())
         for entry in entries.values():  # refuse engines from another TensorRT/GPU with the rebuild command
             package.check_engine(entry, version, gpu_identity()[0])
+            rt.check_engine_plugins(entry.engine.plugins if entry.engine else (), entry.file)
         try:
             for role, entry in entries.items():
                 runner = rt.EngineRunner(package.path(entry))
@@ -219,6 +247,7 @@ class TensorRTBackend(Backend):
             self.close()
             raise
         self.has_split = _split_available(entries)
+        self.max_streams = engine_max_streams(package)
 
     def _run(self, role: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._runners[role].infer(feed)
@@ -230,6 +259,17 @@ class TensorRTBackend(Backend):
             except Exception as exc:
                 log.debug("closing engine runner failed: %s", exc)
         self._runners.clear()
+
+
+def engine_max_streams(package: Package) -> int:
+    """How many cameras the package's TensorRT engines were built to batch: the build's ``--max-streams``.
+
+    Packages from before the field (0.3.0 and older): the batch profile's MAX, the most windows their whole-clip
+    engine takes in one call.
+    """
+    build = package.manifest.build
+    recorded = getattr(build, "max_streams", None)
+    return int(recorded) if recorded else int(build.batch[2])
 
 
 def _trt_installed() -> bool:
@@ -253,6 +293,10 @@ def open_backend(package: Package, backend: str = "auto", precision: str = "auto
     """
     if backend not in BACKENDS:
         raise ConfigError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}")
+    if backend == "triton":  # the model runs on a Triton server; options: url, camera, sequence_base, on_state
+        from .triton_client import TritonBackend
+
+        return TritonBackend(package, **options)
     has_engine = package.has_kind("tensorrt")
     if backend == "tensorrt":
         return TensorRTBackend(package, precision)
@@ -272,5 +316,5 @@ def open_backend(package: Package, backend: str = "auto", precision: str = "auto
     return chosen
 
 
-__all__ = ["BACKENDS", "Backend", "BackendError", "ClipOutput", "OnnxRuntimeBackend", "TensorRTBackend",
-           "open_backend", "ort_providers"]
+__all__ = ["BACKENDS", "PARENT_ROWS", "Backend", "BackendError", "ClipOutput", "OnnxRuntimeBackend", "TensorRTBackend",
+           "engine_max_streams", "open_backend", "ort_providers"]

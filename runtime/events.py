@@ -80,6 +80,7 @@ class ActionEvent:
     peak: float
     state: str = "started"
     reason: str | None = None
+    stream: str | None = None  # the camera's name where the recogniser names its streams
 
     @property
     def duration(self) -> float | None:

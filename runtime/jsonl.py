@@ -14,6 +14,10 @@ monotonic capture time)::
     {"type": "stream", "state": "restored", "timestamp": 40.9, "frame": 213, "reconnects": 1,
      "outage_s": 26.7}
 
+Where the recogniser names its cameras (``python -m aknet_edge.run`` always does; a
+:class:`~aknet_edge.runtime.multistream.MultiRecognizer` serves several), every line starts with
+``"stream": NAME`` (the source's name, or its index as a string).
+
 ``label``/``confidence`` are the smoothed scores; ``top_k`` the raw window's. ``keypoints`` is empty for
 models without keypoints (a TSM package). ``latency_ms`` runs from the newest frame reaching the source's
 buffer to the window's scores; delay before capture (camera encoder, network, decoder) is not in it.
@@ -259,17 +263,21 @@ class JsonlWriter:
         self.write(result.to_json())
 
     def write_event(self, event: Any) -> None:
-        obj = {"type": "event", "state": event.state, "label": event.label, "start": round(event.start, 4),
+        stream = getattr(event, "stream", None)
+        obj: dict[str, Any] = {} if stream is None else {"stream": stream}
+        obj.update({"type": "event", "state": event.state, "label": event.label, "start": round(event.start, 4),
                "end": None if event.end is None else round(event.end, 4),
-               "confidence": round(event.confidence, 4), "peak": round(event.peak, 4)}
+               "confidence": round(event.confidence, 4), "peak": round(event.peak, 4)})
         reason = getattr(event, "reason", None)
         if reason is not None:
             obj["reason"] = reason
         self.write(obj)
 
-    def write_stream(self, state: str, **fields: Any) -> None:
-        """A change of the source's stream: ``state`` "lost" or "restored" (fields as in the module docstring)."""
-        self.write({"type": "stream", "state": state, **fields})
+    def write_stream(self, state: str, stream: Optional[str] = None, **fields: Any) -> None:
+        """A change of the source's stream: ``state`` "lost" or "restored" (fields as in the module docstring);
+        ``stream``: the camera's name, where the recogniser names its streams."""
+        head: dict[str, Any] = {} if stream is None else {"stream": stream}
+        self.write({**head, "type": "stream", "state": state, **fields})
 
     def close(self) -> None:
         self._out.close()

@@ -86,13 +86,18 @@ class Result:
     events: list[ActionEvent] = field(default_factory=list)
     probs: np.ndarray | None = field(default=None, repr=False)  # smoothed probabilities
     image: np.ndarray | None = field(default=None, repr=False)  # the newest window frame (BGR)
+    stream: str | None = None  # the camera's name where one recogniser serves several (MultiRecognizer)
+    logits: np.ndarray | None = field(default=None, repr=False)  # the window's raw logits (classes,)
 
     def to_json(self) -> dict[str, Any]:
-        return {"type": "result", "timestamp": round(self.timestamp, 4), "window_start": round(self.window_start, 4),
-                "label": self.label, "confidence": round(self.confidence, 4),
-                "top_k": [[n, round(p, 4)] for n, p in self.top_k],
-                "keypoints": [[round(a, 3), round(x, 1), round(y, 1), round(s, 4)] for a, x, y, s in self.keypoints],
-                "latency_ms": round(self.latency_ms, 2), "fps": round(self.fps, 2), "frame": self.frame_index}
+        obj: dict[str, Any] = {} if self.stream is None else {"stream": self.stream}
+        obj.update({"type": "result", "timestamp": round(self.timestamp, 4),
+                    "window_start": round(self.window_start, 4), "label": self.label,
+                    "confidence": round(self.confidence, 4), "top_k": [[n, round(p, 4)] for n, p in self.top_k],
+                    "keypoints": [[round(a, 3), round(x, 1), round(y, 1), round(s, 4)]
+                                  for a, x, y, s in self.keypoints],
+                    "latency_ms": round(self.latency_ms, 2), "fps": round(self.fps, 2), "frame": self.frame_index})
+        return obj
 
 
 @dataclass
@@ -105,6 +110,11 @@ class RecognizerOptions:
     threads: int | None = None  # onnxruntime intra-op threads (default: onnxruntime's choice)
     incremental: bool | None = None  # None: when the package has split graphs
     exact_incremental: bool = True
+    # backend "triton": the model runs on a Triton server (aknet_edge.triton_repo's aknet_stream), one uint8 frame
+    # per grid sample; this camera's correlation id there is triton_sequence_base + triton_camera
+    triton_url: str | None = None  # HOST:PORT of the server's gRPC endpoint
+    triton_camera: int = 0
+    triton_sequence_base: int = 1
     stride_s: float | None = None  # None: one sample period (span_s / (frames - 1))
     # event settings: one source of defaults, EventConfig's
     smoothing: str = EventConfig.smoothing
@@ -133,6 +143,9 @@ class RecognizerOptions:
     # traffic shared with inference); try it where the camera's frames are large and cores are plentiful
     preprocess_on_capture: bool = False
     source_options: dict[str, Any] = field(default_factory=dict)
+    # this camera's name: set, every result, event and stream line carries it as "stream" (the run CLI names
+    # each source; MultiRecognizer names every stream)
+    stream: str | None = None
     on_result: Callable[[Result], None] | None = None
     on_event: Callable[[ActionEvent], None] | None = None
 
@@ -143,8 +156,29 @@ _POLL_S = 0.25  # while frames flow, how often the inference thread checks the s
 # why the runtime, not the scores, ended an event (ActionEvent.reason)
 SOURCE_LOST, STREAM_GAP, END_OF_STREAM = "source lost", "stream gap", "end of stream"
 STOPPED, ERROR = "stopped", "error"
+SERVER_LOST = "server lost"  # the Triton server became unreachable (backend "triton")
 _TXY = np.array([0, 2, 1])  # keypoint columns (t, y, x) -> (t, x, y)
 _EVENT_FIELDS = ("smoothing", "ema_alpha", "mean_windows", "enter", "exit", "min_duration_s")
+
+
+def window_keypoints(out: ClipOutput, k: int, span_s: float, t_start: float, h: int,
+                     w: int) -> list[tuple[float, float, float, float]]:
+    """The ``k`` best keypoints of the first window in ``out`` as (time_s, x_px, y_px, score), best first."""
+    if k <= 0:
+        return []
+    pts, scores = out.keypoints[0], out.keypoint_scores[0]
+    if k < len(scores):  # the k best without sorting all K
+        best = np.argpartition(-scores, k - 1)[:k]
+        order = best[np.argsort(-scores[best], kind="stable")]
+    else:
+        order = np.argsort(-scores, kind="stable")
+    # (t, y, x) normalised -> (time_s, x_px, y_px, score): one (k, 4) array, one tolist (this runs every window)
+    a = np.empty((len(order), 4))
+    a[:, :3] = pts[order][:, _TXY]
+    a[:, 3] = scores[order]
+    a[:, :3] *= (span_s, w, h)
+    a[:, 0] += t_start
+    return list(map(tuple, a.tolist()))
 
 
 class Recognizer:
@@ -211,7 +245,12 @@ class Recognizer:
             extra: dict[str, Any] = {"providers": opts.providers} if opts.providers else {}
             if opts.threads:
                 extra["threads"] = opts.threads
+            if opts.backend == "triton":
+                extra = dict(url=opts.triton_url or "", camera=opts.triton_camera,
+                             sequence_base=opts.triton_sequence_base, on_state=self._server_state)
             self.backend = open_backend(self.package, opts.backend, opts.precision, **extra)
+            # the server runs preprocessing, encoder, ring and head per frame (incremental=False: whole clips there)
+            self._streams_frames = getattr(self.backend, "streams_frames", False) and opts.incremental is not False
             self.incremental = self.backend.has_split if opts.incremental is None else bool(opts.incremental)
             if self.incremental and not self.backend.has_split:
                 raise ConfigError(f"incremental mode needs the split graphs, which {self.package.root} lacks for "
@@ -294,7 +333,10 @@ class Recognizer:
     def stats(self) -> TelemetrySnapshot:
         """Telemetry now: rates, latency, counters and the source's state (see :class:`TelemetrySnapshot`)."""
         self._sync_source()
-        return self.telemetry.snapshot()
+        snap = self.telemetry.snapshot()
+        if getattr(self.backend, "streams_frames", False):
+            snap.server = self.backend.stats().to_dict()  # type: ignore[union-attr]
+        return snap
 
     @property
     def source_state(self) -> str:
@@ -360,6 +402,8 @@ class Recognizer:
         self._encoder = IncrementalEncoder(self.backend, self.spec.frames, self.options.exact_incremental,
                                            self._stride) if self.incremental else None
         self._k0: int | None = None
+        if getattr(self, "_streams_frames", False):
+            self.backend.restart()  # type: ignore[attr-defined]  # the next sample starts a new sequence (START)
 
     def _loop(self) -> None:
         self._detector: EventDetector | None = None
@@ -483,6 +527,13 @@ class Recognizer:
         self.telemetry.skipped_windows += max(0, len(ready) - 1)
         prev: Sample | None = None
         for i, s in enumerate(samples):
+            if self._streams_frames:  # one uint8 frame per sample to the server, which keeps the window
+                self._window.push(s)
+                self._hand_off()  # the consumer wakes while the request is in flight
+                out = self.backend.step(s.frame.image, s.frame.color)  # type: ignore[union-attr]
+                if i == last_ready and out is not None:  # None: the server's window is not full, or it is lost
+                    self._to_head(("output", out, list(self._window.samples), frame))
+                continue
             if prev is not None and prev.frame is s.frame:
                 s.tensor = prev.tensor
             elif s.frame.tensor is not None:  # prepared on the capture thread
@@ -537,9 +588,29 @@ class Recognizer:
         if item[0] == "restored":
             self._write_stream("restored", item[1])
             return
+        if item[0] == "server":  # the Triton server went away (no results meanwhile) or came back
+            _, state, info = item
+            if self.jsonl is not None:
+                try:
+                    self.jsonl.write({"type": "server", "state": "lost" if state == "lost" else "restored", **info})
+                except Exception as exc:
+                    self._output_failed("jsonl", exc)
+            if state == "lost":
+                for ev in self._detector.finish(reason=SERVER_LOST):
+                    self._emit_event(ev)
+                self._smoother.reset()
+            return
         kind, x, samples, newest = item
         assert self.backend is not None
+        if kind == "output":  # scores computed by the server
+            self._decide(x, samples, newest)
+            return
         self._decide(self.backend.head(x) if kind == "window" else self.backend.infer_clip(x), samples, newest)
+
+    def _server_state(self, state: str, info: dict[str, Any]) -> None:
+        """The Triton client's callback (on the inference thread, inside a step): a line and the event's end."""
+        log.warning("Triton server %s: %s", state, info)
+        self._to_head(("server", state, info))
 
     def _head_loop(self) -> None:
         assert self._head_queue is not None
@@ -588,7 +659,8 @@ class Recognizer:
         kps = self._keypoints(out, t_start, h, w)
         snap_fps = self.telemetry.inference_rate()
         result = Result(t_end, t_start, self.labels[c], float(smooth[c]), top_k(raw, self.labels, self.options.top_k),
-                        kps, latency * 1e3, snap_fps, newest.index, probs=smooth)
+                        kps, latency * 1e3, snap_fps, newest.index, probs=smooth, stream=self.options.stream,
+                        logits=out.logits[0])
         result.events = self._detector.update(smooth, t_end - self.spec.span_s / 2)
         if self.preview is not None or self.video is not None or self.display_window is not None or self.options.keep_images:
             self._draw(result, samples, (h, w))
@@ -605,22 +677,7 @@ class Recognizer:
             self._pending = result  # handed to the iterator's queue by _hand_off (see there)
 
     def _keypoints(self, out: ClipOutput, t_start: float, h: int, w: int) -> list[tuple[float, float, float, float]]:
-        k = self.options.keypoints_top
-        if k <= 0:
-            return []
-        pts, scores = out.keypoints[0], out.keypoint_scores[0]
-        if k < len(scores):  # the k best without sorting all K
-            best = np.argpartition(-scores, k - 1)[:k]
-            order = best[np.argsort(-scores[best], kind="stable")]
-        else:
-            order = np.argsort(-scores, kind="stable")
-        # (t, y, x) normalised -> (time_s, x_px, y_px, score): one (k, 4) array, one tolist (this runs every window)
-        a = np.empty((len(order), 4))
-        a[:, :3] = pts[order][:, _TXY]
-        a[:, 3] = scores[order]
-        a[:, :3] *= (self.spec.span_s, w, h)
-        a[:, 0] += t_start
-        return list(map(tuple, a.tolist()))
+        return window_keypoints(out, self.options.keypoints_top, self.spec.span_s, t_start, h, w)
 
     def _draw(self, result: Result, samples: list[Sample], size: tuple[int, int]) -> None:
         """The overlay on the window's frame nearest the keypoints, to each visual output (``size``: the (h, w)
@@ -653,6 +710,7 @@ class Recognizer:
                     self._output_failed(name, exc)
 
     def _emit_event(self, ev: ActionEvent) -> None:
+        ev.stream = self.options.stream
         self.events.append(ev)
         if self.jsonl is not None:
             try:
@@ -665,7 +723,7 @@ class Recognizer:
     def _write_stream(self, state: str, info: dict[str, Any]) -> None:
         if self.jsonl is not None:
             try:
-                self.jsonl.write_stream(state, **info)
+                self.jsonl.write_stream(state, stream=self.options.stream, **info)
             except Exception as exc:
                 self._output_failed("jsonl", exc)
 
@@ -707,4 +765,4 @@ class Recognizer:
                     pass
 
 
-__all__ = ["Recognizer", "RecognizerOptions", "Result"]
+__all__ = ["Recognizer", "RecognizerOptions", "Result", "window_keypoints"]

@@ -108,6 +108,8 @@ class TelemetrySnapshot:
     outage_s: float = 0.0
     frame_age_s: Optional[float] = None
     corrupt: int = 0  # frames the source could not decode and skipped (the stream itself went on)
+    # backend "triton": the server's state and counters (runtime.triton_client.TritonStats.to_dict()); None locally
+    server: Optional[dict] = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -118,7 +120,8 @@ class TelemetrySnapshot:
         return (f"source {state} | capture {self.capture_fps:5.1f} fps | inference {self.inference_fps:5.1f}/s | "
                 f"latency p50 {self.latency_p50_ms:6.1f} ms p95 {self.latency_p95_ms:6.1f} ms | frames {self.frames} "
                 f"dropped {self.dropped}{corrupt} | reconnects {self.reconnects} outages {self.outages} | "
-                f"results {self.results}")
+                f"results {self.results}" + (f" | server {self.server['state']} outages {self.server['outages']} "
+                                             f"restarts {self.server['sequence_restarts']}" if self.server else ""))
 
 
 class Telemetry:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -120,13 +121,9 @@ class IncrementalEncoder:
 
     def push(self, tensor: np.ndarray) -> None:
         """Encode the next sample (3, S, S)."""
-        k = self.count
-        self.count += 1
-        if self.exact and self.layers and k % self.stride == 0:  # a window will start here
-            self._fresh[k] = _Chain(self._zero)
-        active = [c for c in self._fresh.values() if len(c.feats) < self.layers]
+        active = self._begin()
         if self.backend.state_fork:
-            self._push_forking(tensor, active[::-1])  # newest chain first: steps 0, 1, ... L-1
+            self._push_forking(tensor, active)
         else:  # packages before 0.2.0: every chain runs every layer
             n = 1 + len(active)
             states = [np.concatenate([self._carried_state[i]] + [c.state[i] for c in active], axis=0)
@@ -135,6 +132,20 @@ class IncrementalEncoder:
             feats, new_state = self.backend.encode_frame(batch, states)
             self.encoded_frames += n
             self._take(feats, new_state, active)
+        self._end()
+
+    def _begin(self) -> list[_Chain]:
+        """Count the next sample, open its fresh chain if a window starts there; the chains still in their
+        first L steps, newest first (steps 0, 1, ... L-1)."""
+        k = self.count
+        self.count += 1
+        if self.exact and self.layers and k % self.stride == 0:  # a window will start here
+            self._fresh[k] = _Chain(self._zero)
+        return [c for c in self._fresh.values() if len(c.feats) < self.layers][::-1]
+
+    def _end(self) -> None:
+        """Forget the chains of windows that can no longer be asked for."""
+        k = self.count - 1
         for start in [s for s in self._fresh if s < k - self.frames + 1]:
             del self._fresh[start]
 
@@ -153,11 +164,16 @@ class IncrementalEncoder:
 
     def _take(self, feats: np.ndarray, new_state: State, chains: list[_Chain]) -> None:
         """Row 0 is the carried chain, row j the j-th chain; a chain without a row at a layer needs no state there."""
-        self._carried.append(feats[0])
-        self._carried_state = [s[0:1] for s in new_state]
-        for j, chain in enumerate(chains, start=1):
-            chain.feats.append(feats[j])
-            chain.state = [s[j:j + 1] if j < s.shape[0] else None for s in new_state]
+        self._take_rows(feats, new_state, 0, chains, range(1, len(chains) + 1))
+
+    def _take_rows(self, feats: np.ndarray, new_state: State, carried: int, chains: list[_Chain],
+                   rows: Sequence[int]) -> None:
+        """The carried chain's outputs from row ``carried``, each chain's from its row in ``rows``."""
+        self._carried.append(feats[carried])
+        self._carried_state = [s[carried:carried + 1] for s in new_state]
+        for r, chain in zip(rows, chains):
+            chain.feats.append(feats[r])
+            chain.state = [s[r:r + 1] if r < s.shape[0] else None for s in new_state]
 
     @property
     def ready(self) -> bool:
@@ -176,6 +192,64 @@ class IncrementalEncoder:
                                   f"multiples of {self.stride}")
             feats[: self.layers] = chain.feats[: self.layers]
         return np.stack(feats)
+
+
+def encode_batch(encoders: Sequence[IncrementalEncoder], tensors: Sequence[np.ndarray]) -> None:
+    """The next sample of each of several streams' encoders (one backend) in one encoder call.
+
+    Equal to ``enc.push(t)`` for each pair, in one batch: row e of the frames is stream e,
+    rows 0..N-1 of every state the streams' carried chains, then every stream's fresh chains,
+    ordered by their step so that each shift layer's rows are a prefix of the next layer's.
+    An encoder with a parent-row input (``Backend.parent_rows``) forks each fresh chain from its
+    own stream's row, as one stream forks from row 0; other encoders get full rows: each
+    fresh chain its own frame row, and where a forking chain still equals its carried chain, the
+    carried state (exact too, more rows through the first layers).
+    """
+    if len(encoders) != len(tensors):
+        raise ConfigError(f"{len(encoders)} encoders but {len(tensors)} samples")
+    if len(encoders) == 1:
+        encoders[0].push(tensors[0])
+        return
+    backend = encoders[0].backend
+    if any(e.backend is not backend for e in encoders):
+        raise ConfigError("encode_batch: every encoder must share one backend")
+    n = len(encoders)
+    layers = encoders[0].layers
+    chains = [e._begin() for e in encoders]
+    if not layers:  # no shift state: plain batched frames
+        feats, new_state = backend.encode_frame(np.stack(tensors), [])
+        for i, e in enumerate(encoders):
+            e._take_rows(feats, new_state, i, [], ())
+            e.encoded_frames += 1
+    elif backend.state_fork and backend.parent_rows:
+        order = sorted(((len(c.feats), i, c) for i, cs in enumerate(chains) for c in cs), key=lambda x: x[0])
+        states = [np.concatenate([e._carried_state[layer] for e in encoders]
+                                 + [c.state[layer] for step, _, c in order if step <= layer], axis=0)
+                  for layer in range(layers)]
+        parents = np.array(list(range(n)) + [i for _, i, _ in order], np.int32)
+        feats, new_state = backend.encode_frame(np.stack(tensors), states, parents)
+        rows: list[list[int]] = [[] for _ in range(n)]
+        for g, (_, i, _) in enumerate(order):
+            rows[i].append(n + g)
+        for i, e in enumerate(encoders):
+            mine = [c for _, j, c in order if j == i]
+            e._take_rows(feats, new_state, i, mine, rows[i])
+            e.encoded_frames += 1 + len(mine)
+    else:
+        frames, starts = [], []
+        states = [[] for _ in range(layers)]
+        for e, t, cs in zip(encoders, tensors, chains):
+            starts.append(len(frames))
+            frames += [t] * (1 + len(cs))
+            for layer in range(layers):
+                carried = e._carried_state[layer]
+                states[layer] += [carried] + [carried if c.state[layer] is None else c.state[layer] for c in cs]
+        feats, new_state = backend.encode_frame(np.stack(frames), [np.concatenate(s, axis=0) for s in states])
+        for e, cs, r in zip(encoders, chains, starts):
+            e._take_rows(feats, new_state, r, cs, range(r + 1, r + 1 + len(cs)))
+            e.encoded_frames += 1 + len(cs)
+    for e in encoders:
+        e._end()
 
 
 class WindowBuffer:
@@ -237,4 +311,4 @@ def stride_steps(stride_s: float | None, period: float) -> int:
     return max(1, int(round(stride_s / period)))
 
 
-__all__ = ["GridSampler", "IncrementalEncoder", "Sample", "WindowBuffer", "stride_steps"]
+__all__ = ["GridSampler", "IncrementalEncoder", "Sample", "WindowBuffer", "encode_batch", "stride_steps"]

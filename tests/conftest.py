@@ -39,6 +39,10 @@ DEVICE_TESTS = {
     "test_runtime_events.py": ["test_long_video_file", "test_hysteresis_and_min_duration"],
     "test_settings.py": ["test_flag_values", "test_flag_rejects_what_it_cannot_read",
                          "test_cache_dir_follows_the_variable"],
+    "test_multistream.py": "*",        # N cameras, one backend: equal to N recognisers, independent
+    "test_multistream_cli.py": "*",    # run SRC [SRC ...]: "stream" on every line, per-stream stats and videos
+    "test_multistream_encoder.py": ["test_batched_encoder_equals_separate_encoders", "test_batched_encoder_carried_only"],
+    "test_triton_repo.py": "*",        # the Triton model repository (torch-free parts; others skip)
     "test_plugins.py": "*",            # --plugin-lib: checked before loading, loaded, recorded
     "test_int8_forms.py": "*",         # both INT8 graph forms and which TensorRT each serves
     "test_trt_runtime.py": "*",        # the pure build plan, the FP32 islands to pin; GPU tests skip

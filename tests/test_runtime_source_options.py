@@ -68,7 +68,8 @@ def test_reconnect_policy_object_or_fields_not_both():
 
 def test_every_kind_declares_its_options():
     kinds = {c.kind: set(c.names()) for c in O.OPTION_CLASSES}
-    assert set(kinds) == {"camera", "csi", "network", "gstreamer", "file", "folder", "synthetic", "array"}
+    assert set(kinds) == {"camera", "csi", "network", "gstreamer", "file", "folder", "synthetic", "array",
+                          "rosbag2"}
     assert all({"buffer_size", "block"} <= names for names in kinds.values())
     assert "realtime" in kinds["file"] and "realtime" not in kinds["network"]
     assert "reconnect_initial_s" in kinds["network"] and "reconnect_initial_s" not in kinds["file"]

@@ -12,6 +12,9 @@ URIs understood by :func:`open_source` (one module per kind of source):
 * ``synthetic://?seed=1&fps=15&segments=6&size=112`` -- the synthetic action generator
   (:mod:`.synthetic`), paced at its frame rate (``speed=`` multiplies it, ``speed=0`` is
   unpaced), with its ground-truth :attr:`Source.segments`
+* ``rosbag2://BAG?topic=/camera/image_raw`` -- an image topic of a rosbag2 bag, MCAP or
+  SQLite3 (:mod:`.rosbag`; needs ``pip install rosbags``); :func:`expand_source` makes one
+  stream per image topic of a bag
 * frames already in memory: :class:`ArraySource` (:mod:`.memory`), constructed directly
 
 Options are typed per kind (:mod:`.options`: :class:`SyntheticOptions`,
@@ -32,7 +35,7 @@ with exponential backoff (:class:`ReconnectPolicy`), each wait at most
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, List, Tuple
 from urllib.parse import urlparse
 
 # names importable from here before the split (tests and callers use some, e.g. ConfigError, _has_gstreamer)
@@ -73,6 +76,7 @@ from .options import (
     OPTION_CLASSES,
     RTSP_TRANSPORTS,
     ArrayOptions,
+    RosbagOptions,
     CameraOptions,
     CaptureOptions,
     CsiOptions,
@@ -90,8 +94,8 @@ from .options import (
 )
 from .synthetic import SyntheticSource, synthetic_source
 
-EXPECTED_URIS = ("csi://, v4l2://, rtsp://, http(s)://, udp://, synthetic://, a device /dev/videoN, a file, a folder "
-                 "or a GStreamer pipeline")
+EXPECTED_URIS = ("csi://, v4l2://, rtsp://, http(s)://, udp://, synthetic://, rosbag2://, a device /dev/videoN, a "
+                 "file, a folder or a GStreamer pipeline")
 
 
 def open_source(uri: str | int, *, start: bool = True, **options: Any) -> Source:
@@ -126,6 +130,22 @@ def _csi(uri: str, parsed: Any, options: Dict[str, Any]) -> Source:
     return csi_source(uri, parsed.netloc or parsed.path.strip("/") or "0", options, parsed.query)
 
 
+def _rosbag(uri: str, parsed: Any, options: Dict[str, Any]) -> Source:
+    from .rosbag import rosbag_source  # rosbags is optional: imported only for rosbag2:// URIs
+
+    return rosbag_source(uri, options, parsed.query)
+
+
+def expand_source(name: str, uri: str, explicit: bool = False) -> List[Tuple[str, str]]:
+    """The streams one source argument stands for: itself, or one per image topic of a ``rosbag2://`` bag (see
+    :func:`.rosbag.expand_rosbag`; ``explicit``: the user named it, so several topics are named ``name.topic``)."""
+    if isinstance(uri, str) and urlparse(uri.strip()).scheme.lower() == "rosbag2":
+        from .rosbag import expand_rosbag
+
+        return expand_rosbag(name, uri.strip(), explicit)
+    return [(name, uri)]
+
+
 def _network(uri: str, parsed: Any, options: Dict[str, Any]) -> Source:
     return network_source(uri, options)
 
@@ -137,7 +157,7 @@ def _local(uri: str, parsed: Any, options: Dict[str, Any]) -> Source:
 
 
 SCHEMES: Dict[str, Callable[[str, Any, Dict[str, Any]], Source]] = {
-    "synthetic": _synthetic, "csi": _csi, "v4l2": _local, "file": _local,
+    "synthetic": _synthetic, "csi": _csi, "v4l2": _local, "file": _local, "rosbag2": _rosbag,
     **{scheme: _network for scheme in NETWORK_SCHEMES},
 }
 
@@ -172,7 +192,7 @@ def _make_source(uri: str | int, options: Dict[str, Any]) -> Source:
 
 __all__ = [
     "FFMPEG_ENV", "RTSP_TRANSPORTS", "ArrayOptions", "ArraySource", "CameraOptions", "CaptureOptions", "CsiOptions",
-    "EndOfStream", "FileOptions", "FolderOptions", "Frame", "GStreamerElementError", "GStreamerUnavailableError",
+    "EndOfStream", "FileOptions", "RosbagOptions", "expand_source", "FolderOptions", "Frame", "GStreamerElementError", "GStreamerUnavailableError",
     "ImageFolderSource", "LiveOptions", "NetworkOptions", "OpenCVSource", "PipelineOptions", "ReconnectPolicy",
     "Source", "SourceError", "SourceOpenError", "SourceOptionError", "SourceOptions", "SourceStats",
     "SyntheticOptions", "SyntheticSource", "UnsupportedSourceError", "csi_pipeline", "ffmpeg_capture_options",

@@ -142,6 +142,9 @@ class Source:
         self._finished = False  # a finite live-like source (synthetic) ran out
         # called on the capture thread with each new Frame; its return value becomes ``frame.tensor``
         self.prepare: Callable[[Frame], np.ndarray] | None = None
+        # set (never cleared here) when a frame, the end or a failure arrives: a reader of several sources
+        # (MultiRecognizer) waits on one event shared by all of them instead of polling each
+        self.wake: threading.Event | None = None
 
     # -- lifecycle
     def start(self) -> Source:
@@ -252,11 +255,13 @@ class Source:
                     with self._cond:
                         self._ended = True
                         self._cond.notify_all()
+                    self._wake()
                     return
                 # a live source went away: reconnect with backoff
                 with self._cond:
                     self._stats.connected = False
                     self._stats.failed_reads += 1
+                self._wake()  # the reader notices the loss now, not at its next poll
                 self._safe_release()
                 while not self._stop.is_set():
                     attempt += 1
@@ -303,6 +308,12 @@ class Source:
             self._stats.frames += 1
             self._rate.append(now)
             self._cond.notify_all()
+        self._wake()
+
+    def _wake(self) -> None:
+        wake = self.wake
+        if wake is not None:
+            wake.set()
 
     def _count_corrupt(self, n: int = 1) -> None:
         """``n`` frames failed to decode and were skipped (the stream itself is fine)."""
@@ -314,6 +325,7 @@ class Source:
             self._error = exc
             self._stats.connected = False
             self._cond.notify_all()
+        self._wake()
 
     def _safe_release(self) -> None:
         try:

@@ -471,9 +471,20 @@ class ArrayOptions(SourceOptions):
     speed: float = _opt(0.0, "float", "pace as a multiple of real time; 0 = unpaced", minimum=0)
 
 
+@dataclass(frozen=True)
+class RosbagOptions(SourceOptions):
+    """``rosbag2://BAG?topic=/camera/image_raw``: one image topic of a rosbag2 bag (MCAP or SQLite3), finite."""
+
+    kind = "rosbag2"
+
+    topic: Optional[str] = _opt(None, "str", "image topic (sensor_msgs/Image or CompressedImage; auto: the bag's "
+                                             "only image topic)", optional=True)
+    speed: float = _opt(0.0, "float", "pace as a multiple of the recorded time; 0 = unpaced", minimum=0)
+
+
 OPTION_CLASSES: tuple[type[SourceOptions], ...] = (
     CameraOptions, CsiOptions, NetworkOptions, PipelineOptions, FileOptions, FolderOptions, SyntheticOptions,
-    ArrayOptions)
+    ArrayOptions, RosbagOptions)
 
 
 # --------------------------------------------------------------------------- command lines
@@ -506,6 +517,6 @@ def usage() -> str:
 
 __all__ = [
     "ArrayOptions", "CameraOptions", "CaptureOptions", "CsiOptions", "FileOptions", "FolderOptions", "LiveOptions",
-    "NetworkOptions", "OPTION_CLASSES", "PipelineOptions", "RTSP_TRANSPORTS", "ReconnectPolicy", "SourceOptionError",
-    "SourceOptions", "SyntheticOptions", "parse_option_pairs", "usage",
+    "NetworkOptions", "OPTION_CLASSES", "PipelineOptions", "RTSP_TRANSPORTS", "ReconnectPolicy", "RosbagOptions",
+    "SourceOptionError", "SourceOptions", "SyntheticOptions", "parse_option_pairs", "usage",
 ]
