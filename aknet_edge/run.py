@@ -11,7 +11,6 @@ print one ``error: ...`` line and exit 2.
 from __future__ import annotations
 
 import argparse
-import errno
 import logging
 import signal
 import sys
@@ -109,8 +108,6 @@ def parser() -> argparse.ArgumentParser:
                    help="Triton correlation id of the first stream (stream i uses N + i): give each edge device "
                         "sharing a server its own range (default %(default)s)")
     p.add_argument("--jsonl", metavar="FILE", help="write results and events as JSON Lines ('-' = stdout)")
-    p.add_argument("--preview-port", type=int, metavar="N", help="serve an MJPEG preview on the preview host, port N")
-    p.add_argument("--preview-host", default=d["preview_host"], help="address of the preview server")
     p.add_argument("--output-video", metavar="FILE",
                    help=f"write the annotated video ({listing(FOURCC)}); with several sources one file per "
                         "stream: FILE's name plus -NAME (out.mp4 -> out-front.mp4)")
@@ -128,28 +125,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--exit", type=float, default=d["exit"], help="probability below which an event ends")
     p.add_argument("--min-duration", type=float, default=d["min_duration_s"], help="seconds a change must last")
     add_source_args(p)
+    from aknet_edge.runtime import preview
+
+    preview.add_arguments(p)  # --preview-port, --preview-host, --preview-token
     return p
-
-
-def _check_port(host: str, port: int) -> None:
-    """The preview server's address, tried before anything starts: a busy or invalid port is one error line."""
-    import socket
-
-    check_number("--preview-port", port, minimum=0, maximum=65535, whole=True)
-    try:
-        infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise ConfigError(f"--preview-host {host}: not an IPv4 address or host name here ({exc})") from None
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the preview server binds
-        try:
-            sock.bind(infos[0][4])
-        except OSError as exc:
-            from .io_utils import os_error_reason
-
-            reason = "already in use" if exc.errno == errno.EADDRINUSE else os_error_reason(exc)
-            raise ConfigError(f"--preview-port {port}: cannot serve the preview on {host}:{port}: {reason}; choose "
-                              "another port (0 picks a free one)") from None
 
 
 def stream_args(args: argparse.Namespace) -> List[Tuple[str, str]]:
@@ -195,8 +174,9 @@ def check_args(args: argparse.Namespace) -> None:
         for name, _ in args.streams:
             path = args.output_video if len(args.streams) == 1 else stream_video_path(args.output_video, name)
             check_writable(str(path), "--output-video", create_parents=False)
-    if args.preview_port is not None:
-        _check_port(args.preview_host, args.preview_port)
+    from aknet_edge.runtime import preview
+
+    preview.validate(args)
     if args.plugin_libs:
         from aknet_edge.runtime.trt.plugins import load_plugin_libraries
 
@@ -228,23 +208,40 @@ def main(argv: Optional[List[str]] = None) -> int:
             who = f"{ev.stream:<10} " if several else ""
             events_out.write_line(f"{who}{ev.start:8.2f} - {ev.end:8.2f} s  {ev.label:<12} {ev.confidence:.2f}")
 
+    from aknet_edge.runtime import preview
+
+    server = preview.from_args(args)  # the page: every stream's video, decisions, events, telemetry
+    hooks = preview.PreviewHooks(server) if server is not None else None
+
+    def on_event_all(ev: Any) -> None:
+        on_event(ev)
+        if hooks is not None:
+            hooks.on_event(ev)
+
     providers = args.providers.split(",") if args.providers else None
     options = dict(backend=args.backend, precision=args.precision, providers=providers, threads=args.threads,
                    incremental=args.incremental, overlap=args.overlap, stride_s=args.stride,
                    triton_url=args.triton_url, triton_sequence_base=args.triton_sequence_base,
                    smoothing=args.smoothing, enter=args.enter, exit=args.exit, min_duration_s=args.min_duration,
-                   jsonl=args.jsonl, preview_port=args.preview_port, preview_host=args.preview_host,
-                   output_video=args.output_video, display=args.display, max_seconds=args.max_seconds,
-                   on_event=on_event, source_options=source_options_from_args(args))
-    if several:
-        rec: Any = MultiRecognizer(pkg, streams, **options)
-    else:
-        rec = Recognizer(pkg, streams[0][1], stream=streams[0][0], **options)
+                   jsonl=args.jsonl, keep_images=hooks is not None,
+                   on_result=hooks.on_result if hooks is not None else None, output_video=args.output_video,
+                   display=args.display, max_seconds=args.max_seconds, on_event=on_event_all,
+                   source_options=source_options_from_args(args))
+    try:
+        if several:
+            rec: Any = MultiRecognizer(pkg, streams, **options)
+        else:
+            rec = Recognizer(pkg, streams[0][1], stream=streams[0][0], **options)
+    except BaseException:
+        if server is not None:
+            server.close()
+        raise
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         rec.start()
-        if rec.preview is not None:
-            print(f"preview: {rec.preview.url}", file=sys.stderr, flush=True)
+        if hooks is not None:
+            hooks.watch(rec)
+            print(f"preview: {server.url}", file=sys.stderr, flush=True)
         next_stats = time.monotonic() + (args.stats or 0)
         while not stop.is_set():
             try:
@@ -256,6 +253,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 next_stats += args.stats
     finally:
         rec.close()
+        if server is not None:
+            server.close()
         for s, h in old.items():
             signal.signal(s, h)
     if args.stats:

@@ -36,6 +36,8 @@ SETTINGS: Dict[str, Setting] = {s.name: s for s in (
                                   "providers are installed"),
     Setting("AKNET_ORT_SPIN", "0", "1: let ONNX Runtime's intra-op threads spin (off by default: spinning threads "
                                    "steal the cores capture and inference need on small boards)"),
+    Setting("AKNET_PREVIEW_TOKEN", "", "a secret every preview request must carry, used when --preview-token is not "
+                                       "given (empty: none)"),
 )}
 
 

@@ -24,7 +24,7 @@ _EXPORTS = {
     "SourceOptionError": "sources", "parse_option_pairs": "sources",
     "open_backend": "backends", "Backend": "backends", "BackendError": "backends",
     "ActionEvent": "events", "EventConfig": "events",
-    "JsonlWriter": "jsonl", "MjpegServer": "preview", "Telemetry": "telemetry",
+    "JsonlWriter": "jsonl", "MjpegServer": "preview", "PreviewServer": "preview", "PreviewHooks": "preview", "Telemetry": "telemetry",
 }
 
 __all__ = sorted(_EXPORTS)

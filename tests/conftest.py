@@ -43,6 +43,7 @@ DEVICE_TESTS = {
     "test_multistream_cli.py": "*",    # run SRC [SRC ...]: "stream" on every line, per-stream stats and videos
     "test_multistream_encoder.py": ["test_batched_encoder_equals_separate_encoders", "test_batched_encoder_carried_only"],
     "test_triton_repo.py": "*",        # the Triton model repository (torch-free parts; others skip)
+    "test_preview_page.py": "*",       # overlay layout and colours, the self-contained page
     "test_plugins.py": "*",            # --plugin-lib: checked before loading, loaded, recorded
     "test_int8_forms.py": "*",         # both INT8 graph forms and which TensorRT each serves
     "test_trt_runtime.py": "*",        # the pure build plan, the FP32 islands to pin; GPU tests skip
