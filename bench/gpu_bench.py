@@ -57,7 +57,7 @@ from aknet_edge.checkpoint import load_checkpoint
 from aknet_edge.config import DEMO_WEIGHTS, WEIGHTS_DIR, ClipSpec, ModelConfig, preset
 from aknet_edge.evaluate import keypoint_iou
 from aknet_edge.io_utils import atomic_write_text
-from aknet_edge.model import build_model, logits_of
+from aknet_edge.model import build_model
 from aknet_edge.preprocess import preprocess_clip
 from aknet_edge.synthetic import CLASSES, make_clip
 from timing import machine_name  # bench/timing.py
