@@ -321,6 +321,21 @@ def _fmt(v: float | None, spec: str = ".2f") -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _ratio_table(by: dict, presets: list, title: str, num: tuple, den: tuple) -> list[str]:
+    """A markdown table of median(num case) / median(den case) per preset, precision and batch, eager and graph."""
+    lines = ["", title, "", "| preset | precision | batch | eager | CUDA graph |", "|---|---|---|---|---|"]
+    for name in presets:
+        for precision in PRECISIONS:
+            for batch in BATCHES:
+                cells = []
+                for mode in ("eager", "graph"):
+                    a, b = by.get((name, *num, precision, batch, mode)), by.get((name, *den, precision, batch, mode))
+                    am, bm = (a.median_ms() if a else None), (b.median_ms() if b else None)
+                    cells.append(_fmt(am / bm if am and bm else None, ".3f"))
+                lines.append(f"| {name} | {precision} | {batch} | {cells[0]} | {cells[1]} |")
+    return lines
+
+
 def report(cases: list[Case], ops_rows: list[dict], parity_rows: list[dict], device: torch.device) -> str:
     by = {c.key: c for c in cases}
     lines = [f"Device: {device_line(device)}", "",
@@ -344,28 +359,11 @@ def report(cases: list[Case], ops_rows: list[dict], parity_rows: list[dict], dev
                      f"{_fmt(e_ms / g_ms if e_ms and g_ms else None)} | {_fmt(c.batch * 1e3 / best if best else None, '.0f')} | "
                      f"{_fmt(peak, '.0f')} | {_fmt(graph.graph_diff if graph else None, '.0e')} |"
                      + (f" error: {err}" if err else ""))
-    lines += ["", "AK-Net over TSM, whole clip (latency ratio; below 1 = AK-Net faster)", "",
-              "| preset | precision | batch | eager | CUDA graph |", "|---|---|---|---|---|"]
-    for name in dict.fromkeys(c.preset for c in cases):
-        for precision in PRECISIONS:
-            for batch in BATCHES:
-                cells = []
-                for mode in ("eager", "graph"):
-                    a, t = by.get((name, "aknet", "clip", precision, batch, mode)), by.get((name, "tsm", "clip", precision, batch, mode))
-                    am, tm = (a.median_ms() if a else None), (t.median_ms() if t else None)
-                    cells.append(_fmt(am / tm if am and tm else None, ".3f"))
-                lines.append(f"| {name} | {precision} | {batch} | {cells[0]} | {cells[1]} |")
-    lines += ["", "Incremental step over the whole clip, AK-Net (per new frame; below 1 = streaming saves)", "",
-              "| preset | precision | batch | eager | CUDA graph |", "|---|---|---|---|---|"]
-    for name in dict.fromkeys(c.preset for c in cases):
-        for precision in PRECISIONS:
-            for batch in BATCHES:
-                cells = []
-                for mode in ("eager", "graph"):
-                    f, w = by.get((name, "aknet", "frame", precision, batch, mode)), by.get((name, "aknet", "clip", precision, batch, mode))
-                    fm, wm = (f.median_ms() if f else None), (w.median_ms() if w else None)
-                    cells.append(_fmt(fm / wm if fm and wm else None, ".3f"))
-                lines.append(f"| {name} | {precision} | {batch} | {cells[0]} | {cells[1]} |")
+    presets = list(dict.fromkeys(c.preset for c in cases))
+    lines += _ratio_table(by, presets, "AK-Net over TSM, whole clip (latency ratio; below 1 = AK-Net faster)",
+                          ("aknet", "clip"), ("tsm", "clip"))
+    lines += _ratio_table(by, presets, "Incremental step over the whole clip, AK-Net (per new frame; below 1 = "
+                          "streaming saves)", ("aknet", "frame"), ("aknet", "clip"))
     lines += ["", f"Custom ops on {device.type} against the CPU reference (select + rank, batch 2, planted ties)", "",
               "| size | N | K | criterion | same indices | max feature diff | max score diff | CPU ms | device ms | ok |",
               "|---|---|---|---|---|---|---|---|---|---|"]

@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
+
+from aknet_edge.io_utils import atomic_write_text
 from timing import machine_name  # bench/timing.py
 
 REPO = Path(__file__).resolve().parents[1]
@@ -200,11 +202,7 @@ def main(argv: List[str] | None = None) -> int:
     for row in cap.values():
         more = "+" if row["limit_reached"] else ""
         print(f"  {row['mode']:<12} {row['way']:<9} {row['real_time_streams']}{more}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(res, indent=1))
-    os.replace(tmp, out)
+    out = atomic_write_text(args.out, json.dumps(res, indent=1))
     print(f"wrote {out}")
     return 0
 

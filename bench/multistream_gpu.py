@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -84,11 +83,9 @@ def main(argv=None) -> int:
     print(f"{name}, torch {torch.__version__}: one exact step for N cameras (encoder, L chains each, + head)")
     print(f"{'preset':<10} {'streams':>7} {'separate ms':>12} {'batched ms':>11} {'speedup':>8}")
     print("\n".join(rows))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(res, indent=1))
-    os.replace(tmp, out)
+    from aknet_edge.io_utils import atomic_write_text
+
+    out = atomic_write_text(args.out, json.dumps(res, indent=1))
     print(f"wrote {out}")
     return 0
 

@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from aknet_edge.io_utils import atomic_write_text
 from timing import machine_name, median_quartiles  # bench/timing.py
 
 REPO = Path(__file__).resolve().parents[1]
@@ -284,11 +286,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"[{row['quartiles'][0]:.2f}-{row['quartiles'][1]:.2f}]")
     print(f"memory: {mem['frames']} frames in {mem['seconds']:.0f} s, RSS {mem['rss_warm_mb']:.1f} -> "
           f"{mem['rss_final_mb']:.1f} MB ({mem['growth_pct']:+.2f} %)")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(res, indent=1))
-    os.replace(tmp, out)
+    out = atomic_write_text(args.out, json.dumps(res, indent=1))
     print(f"wrote {out}")
     return 0
 

@@ -55,7 +55,7 @@ import threading
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -67,13 +67,13 @@ from .backends import Backend, ClipOutput, open_backend
 from .events import ActionEvent, EventConfig, EventDetector, Smoother, softmax, top_k
 from .recognizer import (_EVENT_FIELDS, END_OF_STREAM, ERROR, SERVER_LOST, SOURCE_LOST, STOPPED, STREAM_GAP,
                          RecognizerOptions, Result, window_keypoints)
+from .result_queue import STOP, ResultQueue
 from .sources import EndOfStream, Frame, Source, SourceStats, open_source
 from .telemetry import ENDED, LIVE, RECONNECTING, Telemetry, TelemetrySnapshot
 from .window import GridSampler, IncrementalEncoder, Sample, WindowBuffer, encode_batch, stride_steps
 
 log = logging.getLogger(__name__)
 
-_STOP = object()
 _JOIN_S = 30.0
 _POLL_S = 0.25  # how often a stream's source state is checked while its frames flow
 _IDLE_S = 0.1  # longest wait for any stream's next frame (every source wakes the loop when one arrives)
@@ -323,7 +323,7 @@ class _Lane:
         self.rec._show(self)
 
 
-class MultiRecognizer:
+class MultiRecognizer(ResultQueue):
     """Recognise actions in several named live sources with one model package and one backend.
 
     ``sources``: a mapping name -> source, or a sequence of sources (named "0", "1", ...) or of
@@ -473,40 +473,6 @@ class MultiRecognizer:
         self.close()
 
     # -- consuming
-    def next_result(self, timeout: Optional[float] = None) -> Optional[Result]:
-        """The next result of any stream (``result.stream`` says which); None after ``timeout``; raises
-        :class:`EndOfStream` when every stream has ended (or the inference thread's error)."""
-        if self._thread is None:
-            self.start()
-        if self._finished and self._queue.empty():
-            self._raise_end()
-        try:
-            item = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        if item is _STOP:
-            self._finished = True
-            try:
-                self._queue.put_nowait(_STOP)
-            except queue.Full:
-                pass
-            self._raise_end()
-        return item
-
-    def _raise_end(self) -> None:
-        if self._error is not None:
-            raise self._error
-        raise EndOfStream("recognition ended")
-
-    def __iter__(self) -> Iterator[Result]:
-        while True:
-            try:
-                r = self.next_result(timeout=0.5)
-            except EndOfStream:
-                return
-            if r is not None:
-                yield r
-
     def stats(self) -> Dict[str, TelemetrySnapshot]:
         """Each stream's telemetry now, by name."""
         out = {}
@@ -677,7 +643,7 @@ class MultiRecognizer:
                     lane.end(reason)
                 except Exception as exc:
                     log.warning("stream %s: closing the open event failed: %s", lane.name, exc)
-            self._put(_STOP, force=True)
+            self._put(STOP, force=True)
 
     def _gather(self) -> List[Tuple[_Lane, Frame]]:
         """At most one new frame from every stream that has one, without waiting for any."""
@@ -811,19 +777,6 @@ class MultiRecognizer:
         self._head_queue = None
         return True
 
-    def _put(self, item: Any, force: bool = False) -> None:
-        while True:
-            try:
-                self._queue.put_nowait(item)
-                return
-            except queue.Full:
-                if not force and self._stop.is_set():
-                    return
-                try:
-                    self._queue.get_nowait()
-                    self.results_dropped += 1
-                except queue.Empty:
-                    pass
 
 
 def _rebuildable(exc: BaseException) -> bool:

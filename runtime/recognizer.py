@@ -47,7 +47,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,7 @@ from aknet_edge.preprocess import preprocess_frame
 
 from .backends import Backend, ClipOutput, open_backend
 from .events import ActionEvent, EventConfig, EventDetector, Smoother, softmax, top_k
+from .result_queue import STOP, ResultQueue
 from .sources import EndOfStream, Frame, Source, SourceStats, open_source
 from .telemetry import ENDED, LIVE, RECONNECTING, Telemetry, TelemetrySnapshot
 from .window import GridSampler, IncrementalEncoder, Sample, WindowBuffer, stride_steps
@@ -150,7 +151,6 @@ class RecognizerOptions:
     on_event: Callable[[ActionEvent], None] | None = None
 
 
-_STOP = object()
 _JOIN_S = 30.0  # how long close() waits for the threads (a blocked callback or output can hold them)
 _POLL_S = 0.25  # while frames flow, how often the inference thread checks the source's state
 # why the runtime, not the scores, ended an event (ActionEvent.reason)
@@ -181,7 +181,7 @@ def window_keypoints(out: ClipOutput, k: int, span_s: float, t_start: float, h: 
     return list(map(tuple, a.tolist()))
 
 
-class Recognizer:
+class Recognizer(ResultQueue):
     """Recognise actions in a live source with a model package; a context manager and an iterator.
 
     ``source`` is a URI for :func:`~aknet_edge.runtime.sources.open_source` (its options go in
@@ -295,41 +295,6 @@ class Recognizer:
         self.close()
 
     # -- consuming
-    def next_result(self, timeout: float | None = None) -> Result | None:
-        """The next result; None after ``timeout``; raises :class:`EndOfStream` when no more will come
-        (and the inference thread's error, if it failed). Safe to call from several threads: each result goes
-        to one of them, the end to all."""
-        if self._thread is None:
-            self.start()
-        if self._finished and self._queue.empty():
-            self._raise_end()
-        try:
-            item = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        if item is _STOP:
-            self._finished = True
-            try:
-                self._queue.put_nowait(_STOP)  # left for the other readers: each of them must see the end too
-            except queue.Full:  # not expected (nothing follows the end); a reader polling sees _finished
-                pass
-            self._raise_end()
-        return item
-
-    def _raise_end(self) -> None:
-        if self._error is not None:
-            raise self._error
-        raise EndOfStream("recognition ended")
-
-    def __iter__(self) -> Iterator[Result]:
-        while True:
-            try:
-                r = self.next_result(timeout=0.5)
-            except EndOfStream:
-                return
-            if r is not None:
-                yield r
-
     def stats(self) -> TelemetrySnapshot:
         """Telemetry now: rates, latency, counters and the source's state (see :class:`TelemetrySnapshot`)."""
         self._sync_source()
@@ -428,7 +393,7 @@ class Recognizer:
             self._stream_state = ENDED
             self.telemetry.set_state(ENDED)
             self._hand_off()
-            self._put(_STOP, force=True)
+            self._put(STOP, force=True)
 
     def _setup_loop(self) -> None:
         assert self.source is not None and self.backend is not None
@@ -750,19 +715,6 @@ class Recognizer:
             if item is not None:
                 self._put(item)
 
-    def _put(self, item: Any, force: bool = False) -> None:
-        while True:
-            try:
-                self._queue.put_nowait(item)
-                return
-            except queue.Full:
-                if not force and self._stop.is_set():
-                    return  # stopping: keep what the consumer has not read yet
-                try:
-                    self._queue.get_nowait()
-                    self.results_dropped += 1
-                except queue.Empty:
-                    pass
 
 
 __all__ = ["Recognizer", "RecognizerOptions", "Result", "window_keypoints"]
