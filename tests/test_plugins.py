@@ -204,3 +204,21 @@ def test_the_full_build_refuses_a_missing_plugin_lib_before_it_starts(tmp_path):
     error = _one_error(_cli("--out", str(tmp_path / "pkg"), "--plugin-lib", str(tmp_path / "x.so"), block_torch=False))
     assert "--plugin-lib" in error and "x.so: no such file" in error
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda d: d / "missing.so", "missing.so: no such file"),
+    (lambda d: (d / "notes.so").write_text("hello") and d / "notes.so", "notes.so: is not a shared library"),
+])
+def test_the_run_cli_refuses_a_bad_plugin_lib_before_anything_opens(tmp_path, make, words):
+    """python -m aknet_edge.run --plugin-lib: checked with the build's words, one error line, no output written."""
+    import subprocess
+    import sys
+
+    lib, jsonl = make(tmp_path), tmp_path / "out.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "aknet_edge.run", "--package", str(PKG_020), "--plugin-lib", str(lib),
+                           "--jsonl", str(jsonl), "--max-seconds", "1"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --plugin-lib ") and words in lines[0], proc.stderr
+    assert not jsonl.exists()
