@@ -36,7 +36,7 @@ def _conv_matmul():
                                for n, v in (("s0", 0), ("s1", 16), ("s2", 2))]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("clip", TensorProto.FLOAT, [1, 3, 8, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 5])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)  # what any onnxruntime loads
 
 
 @pytest.fixture(scope="module")
