@@ -110,6 +110,23 @@ def run_py(code: str, env: dict | None = None, timeout: float = 120):
                           timeout=timeout, cwd=str(REPO))
 
 
+def run_build_cli(*args: str, block_torch: bool = True):
+    """``python -m aknet_edge.build --no-progress ARGS`` in a fresh interpreter (torch unimportable by default)."""
+    code = (blocking_imports("torch") if block_torch else "import sys\n") + (
+        "import runpy\n"
+        f"sys.argv = ['aknet_edge.build', '--no-progress', *{list(args)!r}]\n"
+        "runpy.run_module('aknet_edge.build', run_name='__main__', alter_sys=True)\n")
+    return run_py(code, timeout=120)
+
+
+def one_error(proc) -> str:
+    """The single ``error:`` line of a CLI that exited 2 without a traceback."""
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    return errors[0]
+
+
 def blocking_imports(*names: str) -> str:
     """Python source that makes ``names`` unimportable in a fresh interpreter (as if not installed).
 

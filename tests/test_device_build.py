@@ -11,26 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import blocking_imports, run_py
+from conftest import one_error, run_build_cli
 
 PKG_020 = Path(__file__).parent / "data" / "package-0.2.0"
 
 
 def _build_from(*args: str):
     """``python -m aknet_edge.build --no-progress ARGS`` in a fresh interpreter where torch cannot be imported."""
-    code = blocking_imports("torch") + (
-        "import runpy\n"
-        f"sys.argv = ['aknet_edge.build', '--no-progress', *{list(args)!r}]\n"
-        "runpy.run_module('aknet_edge.build', run_name='__main__', alter_sys=True)\n"
-    )
-    return run_py(code, timeout=120)
+    return run_build_cli(*args)
 
 
-def _one_error(proc) -> str:
-    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-    assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
-    return errors[0]
 
 
 def _has_tensorrt() -> bool:
@@ -45,13 +35,13 @@ def test_from_without_tensorrt_says_how_to_install_it(tmp_path):
     if _has_tensorrt():
         pytest.skip("TensorRT is installed: --from compiles an engine (tests/test_trt_runtime.py)")
     out = tmp_path / "engine-pkg"
-    error = _one_error(_build_from("--from", str(PKG_020), "--out", str(out)))
+    error = one_error(_build_from("--from", str(PKG_020), "--out", str(out)))
     assert "TensorRT cannot be imported" in error and "pip install tensorrt" in error and "JetPack" in error
     assert not out.exists()
 
 
 def test_from_a_folder_that_is_not_a_package(tmp_path):
-    error = _one_error(_build_from("--from", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")))
+    error = one_error(_build_from("--from", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")))
     assert "is not a model package" in error
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
@@ -61,12 +51,12 @@ def test_from_a_tampered_package_is_refused_before_tensorrt(tmp_path):
     shutil.copytree(PKG_020, pkg)
     with open(pkg / "model.fp32.onnx", "ab") as fh:
         fh.write(b"x")
-    error = _one_error(_build_from("--from", str(pkg), "--out", str(tmp_path / "o")))
+    error = one_error(_build_from("--from", str(pkg), "--out", str(tmp_path / "o")))
     assert "model.fp32.onnx does not match its SHA-256" in error
     assert not (tmp_path / "o").exists()
 
 
 def test_from_rejects_bad_engine_options_in_the_build_words(tmp_path):
-    error = _one_error(_build_from("--from", str(PKG_020), "--out", str(tmp_path / "o"), "--batch", "4,1,2"))
+    error = one_error(_build_from("--from", str(PKG_020), "--out", str(tmp_path / "o"), "--batch", "4,1,2"))
     assert "--batch 4,1,2" in error and "MIN,OPT,MAX" in error
     assert not (tmp_path / "o").exists()

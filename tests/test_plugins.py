@@ -16,7 +16,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from conftest import blocking_imports, run_py
+from conftest import one_error, run_build_cli
 
 from aknet_edge import package as pk
 from aknet_edge.errors import ConfigError
@@ -166,19 +166,6 @@ def test_which_nodes_need_a_plugin_per_version(tmp_path):
 # --------------------------------------------------------------------------- the CLI: one error line, exit 2
 
 
-def _cli(*args: str, block_torch: bool = True):
-    code = (blocking_imports("torch") if block_torch else "import sys\n") + (
-        "import runpy\n"
-        f"sys.argv = ['aknet_edge.build', '--no-progress', *{list(args)!r}]\n"
-        "runpy.run_module('aknet_edge.build', run_name='__main__', alter_sys=True)\n")
-    return run_py(code, timeout=120)
-
-
-def _one_error(proc) -> str:
-    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-    assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
-    return errors[0]
 
 
 @pytest.mark.parametrize("make, words", [
@@ -188,20 +175,21 @@ def _one_error(proc) -> str:
 def test_build_from_with_a_bad_plugin_lib_fails_before_tensorrt(tmp_path, make, words):
     lib = make(tmp_path)
     out = tmp_path / "out"
-    error = _one_error(_cli("--from", str(PKG_020), "--out", str(out), "--plugin-lib", str(lib)))
+    error = one_error(run_build_cli("--from", str(PKG_020), "--out", str(out), "--plugin-lib", str(lib)))
     assert error.startswith("error: --plugin-lib ") and words in error
     assert not out.exists()
 
 
 def test_build_from_checks_every_plugin_lib(tmp_path):
-    error = _one_error(_cli("--from", str(PKG_020), "--out", str(tmp_path / "o"), "--plugin-lib",
+    error = one_error(run_build_cli("--from", str(PKG_020), "--out", str(tmp_path / "o"), "--plugin-lib",
                             str(_system_library()), "--plugin-lib", str(PKG_020 / "labels.txt")))
     assert "labels.txt: is not a shared library (no ELF header)" in error
     assert not (tmp_path / "o").exists()
 
 
 def test_the_full_build_refuses_a_missing_plugin_lib_before_it_starts(tmp_path):
-    error = _one_error(_cli("--out", str(tmp_path / "pkg"), "--plugin-lib", str(tmp_path / "x.so"), block_torch=False))
+    error = one_error(run_build_cli("--out", str(tmp_path / "pkg"), "--plugin-lib", str(tmp_path / "x.so"),
+                                    block_torch=False))
     assert "--plugin-lib" in error and "x.so: no such file" in error
     assert list(tmp_path.iterdir()) == []
 
