@@ -15,7 +15,6 @@ import logging
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
@@ -195,81 +194,49 @@ def main(argv: Optional[List[str]] = None) -> int:
         log.info("signal %d: stopping", signum)
         stop.set()
 
-    from aknet_edge.runtime.jsonl import LineWriter
-
-    # whole lines; a reader that goes away (``| head``) is warned about once and recognition goes on
-    events_out = LineWriter("-", label="event output") if args.jsonl != "-" else None
+    from aknet_edge.runtime import preview
+    from aknet_edge.runtime.console import ConsoleSink
 
     streams = args.streams
     several = len(streams) > 1
-
-    def on_event(ev: Any) -> None:
-        if events_out is not None and ev.state == "ended":
-            who = f"{ev.stream:<10} " if several else ""
-            events_out.write_line(f"{who}{ev.start:8.2f} - {ev.end:8.2f} s  {ev.label:<12} {ev.confidence:.2f}")
-
-    from aknet_edge.runtime import preview
-
-    server = preview.from_args(args)  # the page: every stream's video, decisions, events, telemetry
-    hooks = preview.PreviewHooks(server) if server is not None else None
-
-    def on_event_all(ev: Any) -> None:
-        on_event(ev)
-        if hooks is not None:
-            hooks.on_event(ev)
-
+    # the CLI chooses the outputs; each is a sink on the pipeline. The terminal: ended events on stdout (unless
+    # JSON Lines go there), telemetry on stderr with --stats; the page: every stream's video, decisions, events
+    # and telemetry
+    sinks: List[Any] = [ConsoleSink(events=args.jsonl != "-", stats_every=args.stats, several=several)]
+    server = preview.from_args(args)
+    if server is not None:
+        sinks.append(preview.PreviewSink(server, owns_server=True))
     providers = args.providers.split(",") if args.providers else None
     options = dict(backend=args.backend, precision=args.precision, providers=providers, threads=args.threads,
                    incremental=args.incremental, overlap=args.overlap, stride_s=args.stride,
                    triton_url=args.triton_url, triton_sequence_base=args.triton_sequence_base,
                    smoothing=args.smoothing, enter=args.enter, exit=args.exit, min_duration_s=args.min_duration,
-                   jsonl=args.jsonl, keep_images=hooks is not None,
-                   on_result=hooks.on_result if hooks is not None else None, output_video=args.output_video,
-                   display=args.display, max_seconds=args.max_seconds, on_event=on_event_all,
-                   source_options=source_options_from_args(args))
+                   jsonl=args.jsonl, output_video=args.output_video, display=args.display,
+                   max_seconds=args.max_seconds, sinks=sinks, source_options=source_options_from_args(args))
     try:
         if several:
             rec: Any = MultiRecognizer(pkg, streams, **options)
         else:
             rec = Recognizer(pkg, streams[0][1], stream=streams[0][0], **options)
     except BaseException:
-        if server is not None:
-            server.close()
+        for sink in sinks:
+            sink.close()
         raise
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         rec.start()
-        if hooks is not None:
-            hooks.watch(rec)
+        if server is not None:
             print(f"preview: {server.url}", file=sys.stderr, flush=True)
-        next_stats = time.monotonic() + (args.stats or 0)
         while not stop.is_set():
             try:
                 rec.next_result(timeout=0.2)
             except EndOfStream:
                 break
-            if args.stats and time.monotonic() >= next_stats:
-                print_stats(rec, streams)
-                next_stats += args.stats
     finally:
-        rec.close()
-        if server is not None:
-            server.close()
+        rec.close()  # closes every sink: the last telemetry lines, the page's server
         for s, h in old.items():
             signal.signal(s, h)
-    if args.stats:
-        print_stats(rec, streams)
     return 0
-
-
-def print_stats(rec: Any, streams: List[Tuple[str, str]]) -> None:
-    """Telemetry to stderr: one line per stream (``stream NAME | ...``) and, with several, the total."""
-    if len(streams) == 1:
-        lines = [f"stream {streams[0][0]} | {rec.stats().line()}"]
-    else:
-        lines = [f"stream {name} | {snap.line()}" for name, snap in rec.stats().items()]
-        lines.append(f"total ({len(streams)} streams) | {rec.total_stats().line()}")
-    print("\n".join(lines), file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

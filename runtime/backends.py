@@ -47,12 +47,28 @@ State = List[np.ndarray]
 
 
 class Backend:
-    """Base: shape checks and the split-graph contract; subclasses run the graphs."""
+    """The backend contract: what every backend runs, and its capabilities, declared (never probed).
+
+    Capabilities, read as attributes by the pipeline:
+
+    * ``batches`` -- ``infer_clip``/``head`` take B windows in one call (every backend here does);
+    * ``has_split`` -- the per-frame encoder and the clip head exist (incremental mode);
+    * ``concurrent_roles`` -- two threads may run different graphs (encoder, head) at once, so the
+      pipeline overlaps one step's head with the next step's encoding;
+    * ``streams_frames`` -- per-frame streaming with server-side state: the pipeline sends each grid
+      sample's frame with :meth:`step_many` and calls :meth:`restart` on a grid restart (Triton);
+    * ``max_streams`` -- the most cameras one step may batch (None: no limit).
+
+    A backend is a context manager: what it acquired (sessions, engines, channels) is released on exit
+    (or :meth:`close`), also after an error in the middle of a run.
+    """
 
     name = "base"
-    # whether two threads may run different graphs (encoder, head) at the same time; the recogniser then
-    # overlaps the clip head of one window with the encoding of the next frame
+    batches = True
     concurrent_roles = False
+    streams_frames = False
+    # the keyword options open_backend passes on to this backend (anything else is an error naming it)
+    options: Tuple[str, ...] = ()
 
     def __init__(self, package: Package, precision: str) -> None:
         self.package = package
@@ -125,8 +141,26 @@ class Backend:
         return self._outputs(self._run(graph_io.CLIP_HEAD,
                                        {graph_io.FEATURES: self._batched(features, "features", "C, h, w")}))
 
+    def step_many(self, items: List[Tuple[int, np.ndarray, str]]) -> List[Optional[ClipOutput]]:
+        """``streams_frames`` backends: one (camera, image, color) grid sample each for several cameras; each
+        camera's window scores once its server-side window is full (None before, or while the server is lost)."""
+        raise BackendError(f"backend {self.name} does not stream frames (streams_frames is False)")
+
+    def restart(self, camera: int = 0) -> None:
+        """``streams_frames`` backends: the camera's next sample starts a new server-side window."""
+        raise BackendError(f"backend {self.name} does not stream frames (streams_frames is False)")
+
+    def stats(self) -> Any:
+        """``streams_frames`` backends: the server's state and counters (an object with ``to_dict()``)."""
+        raise BackendError(f"backend {self.name} keeps no server statistics")
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` released what this backend acquired."""
+        return getattr(self, "_closed", False)
+
     def close(self) -> None:
-        pass
+        self._closed = True
 
     def __enter__(self) -> Backend:
         return self
@@ -171,6 +205,7 @@ class OnnxRuntimeBackend(Backend):
 
     name = "onnxruntime"
     concurrent_roles = True  # InferenceSession.run is thread-safe, and each role has its own session
+    options = ("providers", "threads")
 
     def __init__(self, package: Package, precision: str = AUTO, providers: Optional[List[str]] = None,
                  threads: Optional[int] = None) -> None:
@@ -218,6 +253,7 @@ class OnnxRuntimeBackend(Backend):
 
     def close(self) -> None:
         self._sessions.clear()
+        super().close()
 
 
 class TensorRTBackend(Backend):
@@ -259,6 +295,7 @@ class TensorRTBackend(Backend):
             except Exception as exc:
                 log.debug("closing engine runner failed: %s", exc)
         self._runners.clear()
+        super().close()
 
 
 def engine_max_streams(package: Package) -> int:
@@ -285,6 +322,27 @@ def ort_providers(prefer_gpu: bool = True) -> List[str]:
     return [p for p in wanted if p in available] + ["CPUExecutionProvider"]
 
 
+def backend_options(backend: str) -> Tuple[str, ...]:
+    """The keyword options ``open_backend`` takes for ``backend`` ("auto": ONNX Runtime's, used when it falls
+    back to ONNX Runtime; TensorRT engines chosen by auto take none)."""
+    if backend == "triton":
+        from .triton_client import TritonBackend
+
+        return TritonBackend.options
+    if backend == "tensorrt":
+        return TensorRTBackend.options
+    return OnnxRuntimeBackend.options
+
+
+def check_options(backend: str, options: Dict[str, Any]) -> None:
+    """An option the backend does not take is an error naming it and what it takes (never dropped)."""
+    known = backend_options(backend)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(f"backend {backend} does not take {', '.join(unknown)}; it takes "
+                          f"{', '.join(known) if known else 'no options'}")
+
+
 def open_backend(package: Package, backend: str = "auto", precision: str = "auto", **options: Any) -> Backend:
     """Open ``backend`` for ``package``; ``auto`` prefers TensorRT engines when they and TensorRT exist.
 
@@ -293,7 +351,8 @@ def open_backend(package: Package, backend: str = "auto", precision: str = "auto
     """
     if backend not in BACKENDS:
         raise ConfigError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}")
-    if backend == "triton":  # the model runs on a Triton server; options: url, camera, sequence_base, on_state
+    check_options(backend, options)
+    if backend == "triton":  # the model runs on a Triton server
         from .triton_client import TritonBackend
 
         return TritonBackend(package, **options)
@@ -317,4 +376,4 @@ def open_backend(package: Package, backend: str = "auto", precision: str = "auto
 
 
 __all__ = ["BACKENDS", "PARENT_ROWS", "Backend", "BackendError", "ClipOutput", "OnnxRuntimeBackend", "TensorRTBackend",
-           "engine_max_streams", "open_backend", "ort_providers"]
+           "backend_options", "check_options", "engine_max_streams", "open_backend", "ort_providers"]

@@ -8,9 +8,11 @@ stream's latest annotated frame until the preview serves every stream on its own
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
+
+from .sinks import Sink
 
 TILE = (480, 360)  # (w, h) of one stream's tile
 
@@ -42,3 +44,25 @@ def mosaic(tiles: Dict[str, Optional[np.ndarray]], order: Sequence[str],
 
 
 __all__ = ["TILE", "mosaic"]
+
+
+class DisplaySink(Sink):
+    """The display window (cv2.imshow): one stream's annotated frames, or the mosaic of every stream's latest."""
+
+    name = "display_window"
+    wants_frames = True
+
+    def __init__(self, window: Any, streams: Sequence[Optional[str]]) -> None:
+        self.window = window
+        self.order = [str(s) for s in streams]
+        self.tiles: Dict[str, Optional[np.ndarray]] = {s: None for s in self.order}
+
+    def frame(self, stream: Optional[str], image_bgr: np.ndarray) -> None:
+        if len(self.order) == 1:
+            self.window.show(image_bgr)
+            return
+        self.tiles[str(stream)] = image_bgr
+        self.window.show(mosaic(self.tiles, self.order))
+
+    def close(self) -> None:
+        self.window.close()

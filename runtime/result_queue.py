@@ -30,6 +30,7 @@ class ResultQueue:
     _stop: threading.Event
     _thread: Optional[threading.Thread]
     _finished: bool
+    _closed: bool
     _error: Optional[BaseException]
     results_dropped: int
 
@@ -41,6 +42,8 @@ class ResultQueue:
         (and the inference thread's error, if it failed). Safe to call from several threads: each result goes
         to one of them, the end to all."""
         if self._thread is None:
+            if self._closed:  # closed before it ran: nothing opens again, the end comes at once
+                self._raise_end()
             self.start()
         if self._finished and self._queue.empty():
             self._raise_end()

@@ -24,8 +24,8 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from dataclasses import asdict, dataclass
-from typing import Optional
+from dataclasses import asdict, dataclass, field, fields
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -198,4 +198,17 @@ class Telemetry:
                                      None if self._last_frame is None else now - self._last_frame, self.corrupt)
 
 
-__all__ = ["ENDED", "LIVE", "RECONNECTING", "RateMeter", "SOURCE_STATES", "Telemetry", "TelemetrySnapshot"]
+@dataclass
+class PipelineStats(TelemetrySnapshot):
+    """What a recogniser's ``stats()`` returns, for one camera or many: the lanes together (the fields of
+    :class:`TelemetrySnapshot`; with one camera, that camera's) and each lane's own in :attr:`streams`, by name."""
+
+    streams: Dict[str, TelemetrySnapshot] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """The counters of all lanes together (each lane's: ``streams[name].to_dict()``)."""
+        return {f.name: getattr(self, f.name) for f in fields(TelemetrySnapshot)}
+
+
+__all__ = ["ENDED", "LIVE", "PipelineStats", "RECONNECTING", "RateMeter", "SOURCE_STATES", "Telemetry",
+           "TelemetrySnapshot"]

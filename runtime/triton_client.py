@@ -549,6 +549,7 @@ class TritonBackend(Backend):
 
     name = "triton"
     streams_frames = True
+    options = ("url", "camera", "sequence_base", "timeout_s", "reconnect", "on_state")
 
     def __init__(self, package: Package, url: str, camera: int = 0, sequence_base: int = 1,
                  timeout_s: float = 5.0, reconnect: Optional[ReconnectPolicy] = None,
@@ -576,6 +577,10 @@ class TritonBackend(Backend):
         res = self.stream.step(self.camera if camera is None else camera, image, color)
         return None if res is None else res.output
 
+    def step_many(self, items: List[Tuple[int, np.ndarray, str]]) -> List[Optional[ClipOutput]]:
+        """One grid sample each for several cameras, sent together (the server batches them)."""
+        return [None if res is None else res.output for res in self.stream.step_many(items)]
+
     def restart(self, camera: Optional[int] = None) -> None:
         self.stream.restart(self.camera if camera is None else camera)
 
@@ -591,6 +596,7 @@ class TritonBackend(Backend):
         self.stream.close()
         if self.clip is not None:
             self.clip.close()
+        super().close()
 
 
 __all__ = ["LIVE", "LOST", "StreamStep", "TritonBackend", "TritonClip", "TritonError", "TritonModelMismatchError",

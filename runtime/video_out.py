@@ -22,13 +22,15 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional, Sequence, Union
 
 import cv2
 import numpy as np
 
 from aknet_edge.errors import AknetError, ConfigError
 from aknet_edge.media import FOURCC
+
+from .sinks import Sink
 
 log = logging.getLogger(__name__)
 
@@ -140,3 +142,38 @@ class VideoOutput:
                 self._tmp.unlink()
         except (cv2.error, OSError) as exc:
             self._fail(exc)
+
+
+def stream_video_path(path: Union[str, "os.PathLike[str]"], stream: Optional[str]) -> Path:
+    """``out.mp4`` and stream ``front`` -> ``out-front.mp4`` (one video file per stream; None: ``out.mp4``)."""
+    p = Path(path)
+    return p if stream is None else p.with_name(f"{p.stem}-{stream}{p.suffix}")
+
+
+class VideoSink(Sink):
+    """The annotated frames of each stream into its own video file (:func:`stream_video_path`).
+
+    Files open when the pipeline starts (a bad path is an error before anything runs) and are
+    written lazily from the first frame; a full disk stops one file with one warning
+    (:class:`VideoOutput`), the rest of recognition goes on.
+    """
+
+    name = "video"
+    wants_frames = True
+
+    def __init__(self, path: Union[str, "os.PathLike[str]"], streams: Sequence[Optional[str]], fps: float,
+                 several: bool) -> None:
+        self.outputs: Dict[Optional[str], VideoOutput] = {
+            s: VideoOutput(stream_video_path(path, s if several else None), fps=fps) for s in streams}
+
+    def frame(self, stream: Optional[str], image_bgr: np.ndarray) -> None:
+        out = self.outputs.get(stream)
+        if out is not None:
+            out.write(image_bgr)
+
+    def close(self) -> None:
+        for out in self.outputs.values():
+            try:
+                out.close()
+            except Exception as exc:
+                log.warning("closing %s failed: %s", out.path, exc)

@@ -104,7 +104,7 @@ def test_exact_mode_with_parent_rows_equals_separate_recognisers(pkg, footage, m
     from aknet_edge import graph_io
     from aknet_edge.checkpoint import DEMO_WEIGHTS, load_checkpoint
     from aknet_edge.export.onnx_export import save, to_split_onnx
-    from aknet_edge.runtime import multistream
+    from aknet_edge.runtime import pipeline
     from aknet_edge.runtime.backends import open_backend
 
     enc, _ = to_split_onnx(load_checkpoint(DEMO_WEIGHTS).eval(), parent_rows=True)
@@ -124,7 +124,7 @@ def test_exact_mode_with_parent_rows_equals_separate_recognisers(pkg, footage, m
         backend.encode_frame = encode_frame
         return backend
 
-    monkeypatch.setattr(multistream, "open_backend", with_parents)
+    monkeypatch.setattr(pipeline, "open_backend", with_parents)
     opts = MODES["exact"]
     by, events, _ = _multi(pkg, footage, **opts)
     assert any(calls)  # batched calls did fork by parent row
@@ -199,7 +199,7 @@ def test_a_cut_stream_never_holds_up_the_others(pkg, footage, lose):
     assert arrival[-1] >= 4.0  # results kept coming after the cut at 1.5 s
     if lose:
         assert any(l.get("type") == "stream" and l["state"] == "lost" and l["stream"] == "cut" for l in lines)
-        assert rec.source_state("cut") == "ended" and rec.stats()["cut"].outages == 1
+        assert rec.source_state("cut") == "ended" and rec.stats().streams["cut"].outages == 1
     assert all("stream" in l for l in lines)
 
 
@@ -216,7 +216,7 @@ def test_duplicate_names_are_refused(pkg):
 
 
 def test_more_streams_than_the_engines_allow_are_refused(pkg, monkeypatch):
-    from aknet_edge.runtime import multistream
+    from aknet_edge.runtime import pipeline
     from aknet_edge.runtime.backends import open_backend
 
     def limited(*args, **kwargs):
@@ -224,7 +224,7 @@ def test_more_streams_than_the_engines_allow_are_refused(pkg, monkeypatch):
         b.max_streams = 2
         return b
 
-    monkeypatch.setattr(multistream, "open_backend", limited)
+    monkeypatch.setattr(pipeline, "open_backend", limited)
     rec = MultiRecognizer(pkg, ["synthetic://?speed=0", "synthetic://?speed=0&seed=2", "synthetic://?seed=3"])
     with pytest.raises(ConfigError, match=r"at most 2.*--max-streams 3"):
         rec.start()
