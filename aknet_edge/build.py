@@ -26,8 +26,8 @@ from typing import Dict, List, Optional, Tuple
 
 from . import graph_io, trt_eras
 from . import package as pk
-from .calibration.options import (CALIB_METHODS, CALIB_MODES, DEFAULT_CLIPS, DEFAULT_INT8_WEIGHTS, DEFAULT_METHOD,
-                                  DEFAULT_PERCENTILE, check_method, check_percentile)
+from .calib_options import (CALIB_METHODS, CALIB_MODES, DEFAULT_CLIPS, DEFAULT_INT8_WEIGHTS, DEFAULT_METHOD,
+                            DEFAULT_PERCENTILE, check_method, check_percentile)
 from .cli_common import (CliParser, add_bool_flag, add_model_args, check_number, config_from_args, defaults_of,
                          quiet_onnxruntime, run_cli)
 from .config import ModelConfig

@@ -28,6 +28,21 @@ CRITERIA = ("score", "raster", "hilbert")
 SCORERS = ("global", "pairwise")
 COMPACT_MODES = ("sum", "center", "mean")
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+# The synthetic generator's action classes (aknet_edge.synthetic draws them; the demo-tiny preset is trained on
+# them). Defined here, in the ground, so a config needs neither the generator nor OpenCV.
+SYNTHETIC_CLASSES: tuple[str, ...] = (
+    "no_action",
+    "move_left",
+    "move_right",
+    "move_up",
+    "move_down",
+    "rotate_cw",
+    "rotate_ccw",
+    "approach",
+    "recede",
+    "appear",
+    "disappear",
+)
 DEMO_WEIGHTS = WEIGHTS_DIR / "demo-tiny.safetensors"  # the bundled demo AK-Net (its TSM twin: demo-tiny-tsm)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -180,13 +195,12 @@ def _tuples(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _presets() -> dict[str, ModelConfig]:
-    from .synthetic import CLASSES
-
     paper_clip = ClipSpec(frames=8, size=224, span_s=2.0)
     return {
         "r50-paper": ModelConfig(backbone="resnet50", num_classes=400, clip=paper_clip, shift="offline", dropout=0.5),
         "r18": ModelConfig(backbone="resnet18", num_classes=400, clip=paper_clip, shift="offline", dropout=0.5),
-        "demo-tiny": ModelConfig(backbone="tiny", num_classes=len(CLASSES), labels=CLASSES, clip=ClipSpec()),
+        "demo-tiny": ModelConfig(backbone="tiny", num_classes=len(SYNTHETIC_CLASSES), labels=SYNTHETIC_CLASSES,
+                                 clip=ClipSpec()),
     }
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from . import settings
-from .calibration.options import implicit_method
+from .calib_options import implicit_method
 from .io_utils import atomic_write_bytes
 from .package import ENGINE_PRECISION_FOR, EngineInfo, GraphIO, Variant, sha256_file
 

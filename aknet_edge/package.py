@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from . import graph_io, trt_eras
-from .calibration.options import CALIB_METHODS, DEFAULT_INT8_WEIGHTS, INT8_WEIGHT_FORMS, check_percentile
+from .calib_options import CALIB_METHODS, DEFAULT_INT8_WEIGHTS, INT8_WEIGHT_FORMS, check_percentile
 from .config import ClipSpec, ModelConfig
 from .errors import AknetError, ConfigError
 from .io_utils import atomic_write_text
@@ -429,7 +429,7 @@ class Variant:
     sha256: str
     role: str = graph_io.DEFAULT_ROLE
     engine: Optional[EngineInfo] = None  # TensorRT engines only
-    # INT8 ONNX graphs only: how the weights are stored (calibration.options.INT8_WEIGHT_FORMS) and the TensorRT
+    # INT8 ONNX graphs only: how the weights are stored (calib_options.INT8_WEIGHT_FORMS) and the TensorRT
     # versions [since, until) whose engine build takes this graph (INT8_WEIGHTS_SERVE); None: every version
     weights: Optional[str] = None
     serves: Optional[Tuple[Tuple[int, int], Optional[Tuple[int, int]]]] = None
@@ -548,7 +548,7 @@ class Accuracy:
     keypoint_iou: float  # overlap of the kept keypoint cells with FP32's
     clips: int
     calib_method: Optional[str] = None
-    weights: Optional[str] = None  # INT8: which weight form was measured (calibration.options.INT8_WEIGHT_FORMS)
+    weights: Optional[str] = None  # INT8: which weight form was measured (calib_options.INT8_WEIGHT_FORMS)
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> "Accuracy":

@@ -81,7 +81,7 @@ def demo_package() -> Path:
 
 def parser() -> argparse.ArgumentParser:
     from aknet_edge.package import AUTO, PRECISIONS
-    from aknet_edge.runtime.backends import BACKENDS
+    from aknet_edge.runtime.backend_choice import BACKENDS
     from aknet_edge.runtime.events import SMOOTHING
     from aknet_edge.runtime.recognizer import RecognizerOptions
 
@@ -205,7 +205,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     sinks: List[Any] = [ConsoleSink(events=args.jsonl != "-", stats_every=args.stats, several=several)]
     server = preview.from_args(args)
     if server is not None:
-        sinks.append(preview.PreviewSink(server, owns_server=True))
+        sinks.append(preview.PreviewSink(server, owns_server=True, display=True))
     providers = args.providers.split(",") if args.providers else None
     options = dict(backend=args.backend, precision=args.precision, providers=providers, threads=args.threads,
                    incremental=args.incremental, overlap=args.overlap, stride_s=args.stride,

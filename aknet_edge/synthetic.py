@@ -30,6 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .config import SYNTHETIC_CLASSES
 from .errors import AknetError, ConfigError, DataError
 from .media import FOURCC
 
@@ -49,19 +50,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CLASSES: tuple[str, ...] = (
-    "no_action",
-    "move_left",
-    "move_right",
-    "move_up",
-    "move_down",
-    "rotate_cw",
-    "rotate_ccw",
-    "approach",
-    "recede",
-    "appear",
-    "disappear",
-)
+CLASSES: tuple[str, ...] = SYNTHETIC_CLASSES  # defined in the ground (config), which the demo preset reads
 
 # image coordinates: x to the right, y down, so "up" is -y
 _MOVE_DIRS: dict[str, tuple[float, float]] = {

@@ -44,40 +44,16 @@ from . import graph_io
 from . import package as pk
 from .errors import AknetError, ConfigError, DependencyError
 from .io_utils import os_error_reason
+from .triton_contract import (CLIP_MODEL, COLORS, CORRID, CORRID_OUTPUT, COUNT_STATE, IMAGE_INPUT,  # noqa: F401
+                              LABELS_FILE, MANIFEST_FILE, MARKER, MODEL_VERSION, PARAM_COLOR, PARAM_LABELS,
+                              PARAM_MANIFEST, PARAM_MODE, PARAM_PREPROCESSING, READY, RING_STATE, START, STEPS_OUTPUT,
+                              STREAM_MODE, STREAM_MODEL, TRITON_DTYPES)
 
 log = logging.getLogger(__name__)
 
-# -- the repository contract (the client reads the same names) ------------------------------------------------
-CLIP_MODEL = "aknet_clip"
-STREAM_MODEL = "aknet_stream"
-MARKER = "aknet_triton.json"  # at the repository root: what wrote it, and from which package
-MODEL_VERSION = "1"
-LABELS_FILE = pk.LABELS_FILE
-MANIFEST_FILE = pk.MANIFEST
-
-# aknet_stream's tensors
-IMAGE_INPUT = "image"  # uint8 (S, S, 3), resized like aknet_edge.preprocess, in the repository's colour order
-START, READY, CORRID = "START", "READY", "CORRID"  # sequence batcher controls
-STEPS_OUTPUT = "steps"  # int64: frames in this sequence so far, this one included (a window is full at T)
-CORRID_OUTPUT = "corrid"  # uint64: the correlation id the server routed this request as (the client checks it)
-RING_STATE = "feature_ring"  # (T, C, h, w) the last T frame features, oldest first
-COUNT_STATE = "step_count"  # (1,) int64
-# config parameters the client reads
-PARAM_LABELS = "aknet_labels"
-PARAM_PREPROCESSING = "aknet_preprocessing"
-PARAM_COLOR = "aknet_input_color"
-PARAM_MANIFEST = "aknet_manifest_sha256"
-PARAM_MODE = "aknet_stream_mode"
-STREAM_MODE = "carried"
-
-# numpy dtype name -> Triton model-config data type
-TRITON_DTYPES: Dict[str, str] = {
-    "float32": "TYPE_FP32", "float16": "TYPE_FP16", "float64": "TYPE_FP64", "int64": "TYPE_INT64",
-    "int32": "TYPE_INT32", "int8": "TYPE_INT8", "uint8": "TYPE_UINT8", "uint64": "TYPE_UINT64", "bool": "TYPE_BOOL",
-}
+# the repository contract (names the client reads too) is ground: aknet_edge.triton_contract, re-exported above
 CLIP_KINDS = ("auto", "onnx", "tensorrt")
 INSTANCE_KINDS = ("auto", "cpu", "gpu")
-COLORS = ("RGB", "BGR")
 
 
 class TritonRepoError(AknetError, ValueError):

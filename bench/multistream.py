@@ -81,7 +81,7 @@ def run_multi(pkg: Path, frames, incremental: bool, threads, paced: bool = False
         gate.set()
         n = sum(1 for _ in rec)
         wall = time.perf_counter() - t
-        stats = rec.stats()
+        stats = rec.stats().streams
         steps = rec.steps
     return {"windows": n, "seconds": wall, "windows_per_s": n / wall, "steps": steps,
             "dropped": sum(s.dropped for s in stats.values()),

@@ -65,7 +65,7 @@ def timeit(fn, n: int, warmup: int = 3) -> float:
 
 
 def bare_backend(pkg, backend_name: str, n: int, threads: int | None = None) -> dict:
-    from aknet_edge.runtime.backends import open_backend
+    from aknet_edge.runtime.backend_choice import open_backend
     from aknet_edge.runtime.window import IncrementalEncoder
 
     b = open_backend(pkg, backend_name, **({"threads": threads} if threads else {}))

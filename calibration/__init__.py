@@ -3,7 +3,8 @@
 Imports without TensorRT: TensorRT's implicit calibrators are made by a
 factory in :mod:`aknet_edge.runtime.trt` only when a build asks for them.
 Names load lazily, so ``aknet_edge.calibration.options`` (the calibration
-choices and defaults) stays cheap for the package contract and the device side.
+choices and defaults, defined in the ground: :mod:`aknet_edge.calib_options`)
+stays cheap to import.
 """
 
 from __future__ import annotations

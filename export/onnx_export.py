@@ -192,11 +192,9 @@ def to_split_onnx(model: nn.Module, parent_rows: bool = False) -> tuple[onnx.Mod
     inputs: tuple = (frame, *states)
     names = [gio.FRAME_INPUT, *state_in]
     if parent_rows:
-        from aknet_edge.runtime.backends import PARENT_ROWS
-
         inputs += (torch.zeros(1, dtype=torch.int32),)
-        names.append(PARENT_ROWS)
-        dyn[PARENT_ROWS] = {0: PARENT_ROWS}
+        names.append(gio.PARENT_ROWS)
+        dyn[gio.PARENT_ROWS] = {0: gio.PARENT_ROWS}
     enc = _to_onnx(_FrameEncoder(model, parent_rows), inputs, names, [gio.FEATURES, *state_out], dyn)
     enc = finalize(enc)
     with torch.no_grad():

@@ -6,6 +6,8 @@ Public API (loaded lazily, so ``import aknet_edge.runtime`` stays cheap)::
 
 * :class:`Recognizer` -- package + source -> :class:`Result` stream, events, outputs
 * :class:`MultiRecognizer` -- package + N named sources -> one backend, batched per step
+  (both are the one :class:`Pipeline` of lanes, with one lane or N)
+* :class:`Sink` -- the one interface every output implements (JSON Lines, video, preview, ...)
 * :func:`open_source` -- one URI for cameras, streams, files, folders, synthetic
 * :func:`open_backend` -- ONNX Runtime or TensorRT behind one interface
 """
@@ -17,12 +19,13 @@ from typing import Any
 
 _EXPORTS = {
     "Recognizer": "recognizer", "RecognizerOptions": "recognizer", "Result": "recognizer",
-    "MultiRecognizer": "multistream",
+    "MultiRecognizer": "multistream", "Pipeline": "pipeline", "PipelineClosedError": "pipeline",
+    "Sink": "sinks", "PipelineStats": "telemetry",
     "open_source": "sources", "Source": "sources", "Frame": "sources", "EndOfStream": "sources",
     "SourceError": "sources", "SourceOpenError": "sources", "UnsupportedSourceError": "sources",
     "GStreamerUnavailableError": "sources", "ReconnectPolicy": "sources", "SourceOptions": "sources",
     "SourceOptionError": "sources", "parse_option_pairs": "sources",
-    "open_backend": "backends", "Backend": "backends", "BackendError": "backends",
+    "open_backend": "backend_choice", "Backend": "backends", "BackendError": "backends",
     "ActionEvent": "events", "EventConfig": "events",
     "JsonlWriter": "jsonl", "MjpegServer": "preview", "PreviewServer": "preview", "PreviewHooks": "preview", "Telemetry": "telemetry",
 }

@@ -1,33 +1,9 @@
-"""JSON Lines output: one object per line, ``type`` "result", "event" or "stream".
+"""JSON Lines output: one object per line, written whole or not at all.
 
-Schema (times in seconds; ``timestamp`` is the newest sample's time: the media time when the source has one, else
-monotonic capture time)::
-
-    {"type": "result", "timestamp": 12.57, "window_start": 10.57, "label": "move_left",
-     "confidence": 0.93, "top_k": [["move_left", 0.93], ["move_right", 0.04], ...],
-     "keypoints": [[t_s, x_px, y_px, score], ...],
-     "latency_ms": 21.4, "fps": 14.9, "frame": 188}
-    {"type": "event", "state": "started" | "ended", "label": "move_left",
-     "start": 10.9, "end": 13.1 | null, "confidence": 0.88, "peak": 0.97}
-    {"type": "event", "state": "ended", ..., "reason": "source lost"}
-    {"type": "stream", "state": "lost", "timestamp": 14.2 | null, "frame": 212 | null, "reconnects": 0}
-    {"type": "stream", "state": "restored", "timestamp": 40.9, "frame": 213, "reconnects": 1,
-     "outage_s": 26.7}
-
-Where the recogniser names its cameras (``python -m aknet_edge.run`` always does; a
-:class:`~aknet_edge.runtime.multistream.MultiRecognizer` serves several), every line starts with
-``"stream": NAME`` (the source's name, or its index as a string).
-
-``label``/``confidence`` are the smoothed scores; ``top_k`` the raw window's. ``keypoints`` is empty for
-models without keypoints (a TSM package). ``latency_ms`` runs from the newest frame reaching the source's
-buffer to the window's scores; delay before capture (camera encoder, network, decoder) is not in it.
-
-An ended event the runtime closed, rather than the scores, carries a ``reason``: "source lost" (the
-live source went away; the event ends where a stream end would end it), "stream gap" (the frames
-jumped in time and the window restarted), "end of stream", "stopped" (closed, or ``max_seconds``) or
-"error". Stream lines: "lost" when a live source stops delivering (``timestamp``/``frame``: the last
-frame before the loss, null if none came), "restored" with the first frame after it (``outage_s``:
-capture time from the last frame before the loss to that one; ``reconnects``: the source's count).
+What the lines hold (``type`` "result", "event", "stream" or "server", ``v`` the schema version, every
+field) is defined in one place, :mod:`aknet_edge.runtime.records`, with its JSON Schema
+(``aknet_edge/runtime/schema/jsonl.schema.json``); :class:`JsonlWriter` builds its lines only
+through it, and :class:`JsonlSink` is the same output as a pipeline sink.
 
 Lines are written whole or not at all: a failing output (disk full, a reader that went away)
 is reported once as a warning and then left alone, recognition goes on, and a line the failure
@@ -45,7 +21,10 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import IO, Any, Optional, Union
+from typing import IO, Any, Dict, Optional, Union
+
+from . import records
+from .sinks import Sink
 
 log = logging.getLogger(__name__)
 
@@ -235,12 +214,12 @@ class LineWriter:
 
 
 class JsonlWriter:
-    """Writes results, events and stream changes to a file path, ``"-"`` (stdout) or an open text stream.
+    """Writes results, events, stream and server changes to a file path, ``"-"`` (stdout) or an open text stream.
 
-    Each record is one whole line (see :class:`LineWriter` for how failures are handled). With
-    ``defer`` a file path is created (truncated) only by :meth:`open` or the first line: the
-    recogniser opens it once its source has started, so a run that fails to start leaves an
-    existing file alone.
+    Each record is one whole line built by :mod:`~aknet_edge.runtime.records` (see :class:`LineWriter` for how
+    failures are handled). With ``defer`` a file path is created (truncated) only by :meth:`open` or the first
+    line: the recogniser opens it once its source has started, so a run that fails to start leaves an existing
+    file alone.
     """
 
     def __init__(self, target: Union[str, "os.PathLike[str]", IO[str]], defer: bool = False) -> None:
@@ -255,32 +234,60 @@ class JsonlWriter:
         """Why the output stopped (None while it works)."""
         return self._out.failed
 
-    def write(self, obj: dict[str, Any]) -> None:
+    def write(self, obj: Dict[str, Any]) -> None:
+        """One record as it is (the ``write_*`` methods build theirs with :mod:`~aknet_edge.runtime.records`)."""
         if self._out.failed is None:
             self._out.write_line(json.dumps(obj, separators=(",", ":")))
 
     def write_result(self, result: Any) -> None:
-        self.write(result.to_json())
+        self.write(records.result_record(result))
 
     def write_event(self, event: Any) -> None:
-        stream = getattr(event, "stream", None)
-        obj: dict[str, Any] = {} if stream is None else {"stream": stream}
-        obj.update({"type": "event", "state": event.state, "label": event.label, "start": round(event.start, 4),
-               "end": None if event.end is None else round(event.end, 4),
-               "confidence": round(event.confidence, 4), "peak": round(event.peak, 4)})
-        reason = getattr(event, "reason", None)
-        if reason is not None:
-            obj["reason"] = reason
-        self.write(obj)
+        self.write(records.event_record(event))
 
     def write_stream(self, state: str, stream: Optional[str] = None, **fields: Any) -> None:
-        """A change of the source's stream: ``state`` "lost" or "restored" (fields as in the module docstring);
+        """A change of the source's stream: ``state`` "lost" or "restored" (fields: see :mod:`records`);
         ``stream``: the camera's name, where the recogniser names its streams."""
-        head: dict[str, Any] = {} if stream is None else {"stream": stream}
-        self.write({**head, "type": "stream", "state": state, **fields})
+        self.write(records.stream_record(state, stream, **fields))
+
+    def write_server(self, state: str, info: Optional[Dict[str, Any]] = None) -> None:
+        """The inference server was ``"lost"`` or came back (``"restored"``; the Triton client says ``"live"``)."""
+        self.write(records.server_record(state, info))
 
     def close(self) -> None:
         self._out.close()
 
 
-__all__ = ["JsonlWriter", "LineWriter"]
+class JsonlSink(Sink):
+    """JSON Lines as a pipeline output (:class:`~aknet_edge.runtime.sinks.Sink`): a :class:`JsonlWriter` whose
+    file is created only when the pipeline opens its sinks (every source has started)."""
+
+    name = "jsonl"
+
+    def __init__(self, target: Union[str, "os.PathLike[str]", IO[str]]) -> None:
+        self.writer = JsonlWriter(target, defer=True)
+
+    @property
+    def failed(self) -> Optional[str]:
+        return self.writer.failed
+
+    def open(self) -> None:
+        self.writer.open()
+
+    def result(self, result: Any) -> None:
+        self.writer.write_result(result)
+
+    def event(self, event: Any) -> None:
+        self.writer.write_event(event)
+
+    def stream_state(self, stream: Optional[str], state: str, info: Dict[str, Any]) -> None:
+        self.writer.write_stream(state, stream=stream, **info)
+
+    def server_state(self, state: str, info: Dict[str, Any]) -> None:
+        self.writer.write_server(state, info)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+__all__ = ["JsonlSink", "JsonlWriter", "LineWriter"]

@@ -22,6 +22,7 @@ import numpy as np
 from aknet_edge.preprocess import preprocess_frame
 
 from . import records
+from .records import END_OF_STREAM, ERROR, SERVER_LOST, SOURCE_LOST, STOPPED, STREAM_GAP
 from .backends import ClipOutput
 from .events import ActionEvent, EventDetector, Smoother, softmax, top_k
 from .sources import Frame, Source, SourceStats
@@ -34,10 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 POLL_S = 0.25  # while frames flow, how often a lane checks its source's state
-# why the runtime, not the scores, ended an event (ActionEvent.reason)
-SOURCE_LOST, STREAM_GAP, END_OF_STREAM = "source lost", "stream gap", "end of stream"
-STOPPED, ERROR = "stopped", "error"
-SERVER_LOST = "server lost"  # the Triton server became unreachable (backend "triton")
 _TXY = np.array([0, 2, 1])  # keypoint columns (t, y, x) -> (t, x, y)
 
 
@@ -128,8 +125,7 @@ class Lane:
 
     def started(self) -> None:
         """The source runs: count from its state now, and start the first window."""
-        s = self.source.stats()
-        self.losses_seen, self.drops_seen = s.failed_reads, s.dropped
+        self.losses_seen = self.source.stats().failed_reads
         self.reset()
 
     def reset(self) -> None:
@@ -147,6 +143,13 @@ class Lane:
     def sync_source(self) -> SourceStats:
         s = self.source.stats()
         self.telemetry.source(s.dropped, s.reconnects, s.corrupt)
+        if s.dropped > self.drops_seen:  # windows are lost: say so once (the counts are in the stats)
+            self.drops_seen = s.dropped
+            if not self.pipe.warned_drops:
+                self.pipe.warned_drops = True
+                log.warning("%s: recognition is slower than the source, which dropped %d frames so far (the "
+                            "newest are kept; stats: dropped, skipped_windows); read it like a file "
+                            "(source option block=1) to process every frame", self.label, s.dropped)
         return s
 
     def poll(self, frame: Optional[Frame]) -> None:
@@ -158,13 +161,6 @@ class Lane:
             self._lost(s)
         if self.state == RECONNECTING and frame is not None and s.connected:
             self._restored(frame, s)
-        if s.dropped > self.drops_seen:
-            if self.drops_seen == 0 or not self.pipe.warned_drops:
-                self.pipe.warned_drops = True
-                log.warning("%s: recognition is slower than the source, which dropped %d frames so far (the "
-                            "newest are kept; stats: dropped, skipped_windows); read it like a file "
-                            "(source option block=1) to process every frame", self.label, s.dropped)
-            self.drops_seen = s.dropped
 
     @property
     def label(self) -> str:

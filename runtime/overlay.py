@@ -58,6 +58,21 @@ def display_scale(height: int, width: int, min_side: int = 0, max_side: int = 0)
     return f
 
 
+def resize_for_display(image_bgr: np.ndarray, min_side: int = 0, max_side: int = 0) -> Tuple[np.ndarray, float]:
+    """``image_bgr`` at :func:`display_scale` and that scale; the image itself (contiguous) when it is 1.
+
+    Whole enlargements repeat pixels (sharp, as the camera sent them); reductions average them.
+    """
+    img = np.ascontiguousarray(image_bgr)
+    h, w = img.shape[:2]
+    f = display_scale(h, w, min_side, max_side)
+    if f == 1:
+        return img, f
+    size = (max(1, int(round(w * f))), max(1, int(round(h * f))))
+    how = cv2.INTER_NEAREST if f > 1 and float(f).is_integer() else cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
+    return cv2.resize(img, size, interpolation=how), f
+
+
 def text_layout(lines: Sequence[str], width: int, height: int) -> List[Tuple[str, Tuple[int, int], float, int,
                                                                              Tuple[int, int, int, int]]]:
     """Where each text line goes: ``(text, origin, font_scale, thickness, box)``, ``box`` = (x0, y0, x1, y1).
@@ -106,15 +121,9 @@ def draw_overlay(image_bgr: np.ndarray, result: object, max_points: int = 64,
     a larger one (the preview uses :data:`DISPLAY_MIN_SIDE` and :data:`DISPLAY_MAX_SIDE`); 0 and 0 keep
     the frame's size (the output video).
     """
-    img = np.ascontiguousarray(image_bgr)
-    h, w = img.shape[:2]
-    f = display_scale(h, w, min_side, max_side)
-    if f == 1:
+    img, f = resize_for_display(image_bgr, min_side, max_side)
+    if f == 1:  # drawn on a copy: the caller's frame stays as it was
         img = img.copy()
-    else:
-        size = (max(1, int(round(w * f))), max(1, int(round(h * f))))
-        how = cv2.INTER_NEAREST if f > 1 and float(f).is_integer() else cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
-        img = cv2.resize(img, size, interpolation=how)
     h, w = img.shape[:2]
     start = float(getattr(result, "window_start", 0.0))
     end = float(getattr(result, "timestamp", start))
@@ -139,4 +148,5 @@ def draw_overlay(image_bgr: np.ndarray, result: object, max_points: int = 64,
     return img
 
 
-__all__ = ["DISPLAY_MAX_SIDE", "DISPLAY_MIN_SIDE", "TIME_RAMP", "display_factor", "display_scale", "draw_overlay", "keypoint_colour", "text_layout"]
+__all__ = ["DISPLAY_MAX_SIDE", "DISPLAY_MIN_SIDE", "TIME_RAMP", "display_factor", "display_scale", "draw_overlay",
+           "keypoint_colour", "resize_for_display", "text_layout"]

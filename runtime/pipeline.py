@@ -58,9 +58,11 @@ from aknet_edge import package as packaging
 from aknet_edge.errors import ConfigError
 from aknet_edge.preprocess import preprocess_frame
 
-from .backends import Backend, ClipOutput, open_backend
+from .backend_choice import open_backend
+from .backends import Backend, ClipOutput
 from .events import ActionEvent, EventConfig
 from .lane import END_OF_STREAM, ERROR, SERVER_LOST, STOPPED, Lane, Result
+from .outputs import sinks_from_options
 from .result_queue import STOP, ResultQueue
 from .sinks import Sink, SinkSet
 from .sources import EndOfStream, Frame, Source, open_source
@@ -220,8 +222,6 @@ class Pipeline(ResultQueue):
         return self
 
     def _start(self) -> None:
-        from .outputs import sinks_from_options
-
         opts = self.options
         try:
             self.backend = open_backend(self.package, opts.backend, opts.precision, **self._backend_options())

@@ -40,7 +40,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from aknet_edge import graph_io
-from aknet_edge import triton_repo as tr
+from aknet_edge import triton_contract as tr
 from aknet_edge.errors import AknetError, ConfigError, DependencyError, InputShapeError
 from aknet_edge.package import Package
 

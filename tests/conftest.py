@@ -29,6 +29,8 @@ DEVICE_TESTS = {
     "test_runtime_gstreamer.py": "*",  # bounded opens, missing elements, finite pipelines
     "test_runtime_faults.py": "*",     # output faults, size changes, several readers, a TSM package
     "test_runtime_outage.py": "*",     # a lost source is visible and ends what it must
+    "test_jsonl_schema.py": "*",       # every JSON Lines line valid against the shipped schema
+    "test_pipeline.py": "*",           # lanes, the backend contract, sinks, lifecycle, one stats type
     "test_runtime_incremental.py": [
         "test_every_window_equals_whole_clip",
         "test_grid_sampler_picks_nearest_frame_and_survives_drops",

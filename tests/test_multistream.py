@@ -105,7 +105,7 @@ def test_exact_mode_with_parent_rows_equals_separate_recognisers(pkg, footage, m
     from aknet_edge.checkpoint import DEMO_WEIGHTS, load_checkpoint
     from aknet_edge.export.onnx_export import save, to_split_onnx
     from aknet_edge.runtime import pipeline
-    from aknet_edge.runtime.backends import open_backend
+    from aknet_edge.runtime.backend_choice import open_backend
 
     enc, _ = to_split_onnx(load_checkpoint(DEMO_WEIGHTS).eval(), parent_rows=True)
     path = save(enc, tmp_path / "frame_encoder.parents.onnx")
@@ -217,7 +217,7 @@ def test_duplicate_names_are_refused(pkg):
 
 def test_more_streams_than_the_engines_allow_are_refused(pkg, monkeypatch):
     from aknet_edge.runtime import pipeline
-    from aknet_edge.runtime.backends import open_backend
+    from aknet_edge.runtime.backend_choice import open_backend
 
     def limited(*args, **kwargs):
         b = open_backend(*args, **kwargs)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from aknet_edge import package as packaging
-from aknet_edge.runtime.backends import PARENT_ROWS, open_backend
+from aknet_edge.runtime.backend_choice import open_backend
+from aknet_edge.runtime.backends import PARENT_ROWS
 from aknet_edge.runtime.window import IncrementalEncoder, encode_batch
 
 from test_runtime_support import COMMITTED_PACKAGE, demo_package

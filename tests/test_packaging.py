@@ -62,6 +62,7 @@ def test_wheel_install_maps_subpackages(tmp_path):
         assert not any(n.startswith(f"{sub}/") for n in names), f"generic top-level {sub}/ in the wheel"
     assert "aknet_edge/weights/demo-tiny.safetensors" in names
     assert "aknet_edge/runtime/web/preview.html" in names  # the preview page is package data
+    assert "aknet_edge/runtime/schema/jsonl.schema.json" in names  # the JSON Lines schema too
     for sub in SUBPACKAGES:  # nested packages too (runtime/trt/, runtime/sources/): none left out of the wheel
         for init in (REPO / sub).rglob("__init__.py"):
             assert f"aknet_edge/{sub}/{init.relative_to(REPO / sub).as_posix()}" in names, init

@@ -7,7 +7,7 @@ import pytest
 
 from aknet_edge import package as packaging
 from aknet_edge.runtime import Recognizer
-from aknet_edge.runtime.backends import open_backend
+from aknet_edge.runtime.backend_choice import open_backend
 from aknet_edge.runtime.window import GridSampler, IncrementalEncoder
 from aknet_edge.runtime.sources import Frame
 

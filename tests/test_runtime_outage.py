@@ -201,7 +201,7 @@ def test_finish_with_a_reason_and_the_jsonl_event_line():
     w.write_stream("lost", timestamp=1.5, frame=20, reconnects=0)
     first, second = (json.loads(ln) for ln in out.getvalue().splitlines())
     assert first["reason"] == "source lost" and first["end"] == 1.0
-    assert second == {"type": "stream", "state": "lost", "timestamp": 1.5, "frame": 20, "reconnects": 0}
+    assert second == {"type": "stream", "v": 1, "state": "lost", "timestamp": 1.5, "frame": 20, "reconnects": 0}
 
 
 def test_threads_do_not_leak_over_an_outage():

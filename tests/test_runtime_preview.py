@@ -29,7 +29,9 @@ from aknet_edge.runtime import Recognizer
 from aknet_edge.runtime import preview as pv
 from aknet_edge.runtime.events import ActionEvent
 from aknet_edge.runtime.jsonl import JsonlWriter
-from aknet_edge.runtime.preview import BOUNDARY, DEFAULT_STREAM, MjpegServer, PreviewHooks, PreviewServer
+from aknet_edge.runtime.preview import (BOUNDARY, DEFAULT_STREAM, MjpegServer, PreviewHooks, PreviewServer,
+                                        PreviewSink)
+from aknet_edge.runtime.telemetry import TelemetrySnapshot
 
 from test_runtime_support import demo_package
 
@@ -453,3 +455,56 @@ def test_hooks_route_by_the_stream_results_and_events_name():
     assert by["front"]["size"] == [480, 480] and by["front"]["result"]["stream"] == "front"  # 48 px x 10
     assert [e["stream"] for e in by["rear"]["events"]] == ["rear"] and not by["front"]["events"]
     assert by["front"]["stats"]["capture_fps"] == 15.0 and by["rear"]["stats"]["source_state"] == "live"
+
+
+def test_the_pipeline_sink_feeds_the_page():
+    """PreviewSink: results, events, stream lines, frames and telemetry reach the page under the camera's name."""
+    from types import SimpleNamespace
+
+    def result(stream, label):
+        return SimpleNamespace(stream=stream, to_json=lambda: {"type": "result", "timestamp": 2.0, "label": label,
+                                                               "confidence": 0.8})
+
+    def snap(state, fps):
+        return TelemetrySnapshot(10, 2, fps, 1.0, 5.0, 9.0, 0, 0, 0, 3.0, source_state=state)
+
+    with PreviewServer(port=0) as server:
+        sink = PreviewSink(server)
+        assert sink.wants_frames and sink.wants_stats
+        sink.stats(snap("live", 15.0))  # a one-camera snapshot before the camera fed anything: no card yet
+        assert server.streams == []
+        # one unnamed camera: the default stream
+        sink.result(result(None, "appear"))
+        sink.frame(None, np.full((24, 32, 3), 90, np.uint8))
+        sink.stream_state(None, "lost", {"timestamp": 1.5, "frame": 7, "reconnects": 0})
+        sink.event(_event("started"))
+        sink.stats(SimpleNamespace(to_dict=snap("reconnecting", 0.0).to_dict, streams={"0": snap("live", 1.0)}))
+        # two named cameras: each its own card, each lane's telemetry to its own
+        rear = _event("ended", end=2.5)
+        rear.stream = "rear"
+        sink.result(result("front", "recede"))
+        sink.frame("rear", np.full((40, 60, 3), 220, np.uint8))
+        sink.event(rear)
+        sink.stats(SimpleNamespace(to_dict=lambda: {}, streams={"front": snap("live", 12.0),
+                                                                "rear": snap("ended", 0.0)}))
+        assert _check_jpeg(server.wait_frame(-1, 5.0, "rear")[1]).shape == (40, 60, 3)
+        assert _check_jpeg(server.wait_frame(-1, 5.0, DEFAULT_STREAM)[1]).shape == (24, 32, 3)
+        by = {s["stream"]: s for s in server.snapshot()["streams"]}
+        sink.close()  # the caller's server: left open
+        assert not server.closing
+    assert sorted(by) == sorted([DEFAULT_STREAM, "front", "rear"])
+    one = by[DEFAULT_STREAM]
+    assert one["result"]["label"] == "appear" and one["stats"]["source_state"] == "reconnecting"
+    assert one["line"]["type"] == "stream" and one["line"]["state"] == "lost" and one["line"]["frame"] == 7
+    assert [{k: v for k, v in e.items() if k != "id"} for e in one["events"]] == [JsonlWriter_event(_event("started"))]
+    assert by["front"]["result"]["label"] == "recede" and by["front"]["stats"]["capture_fps"] == 12.0
+    assert [e["state"] for e in by["rear"]["events"]] == ["ended"] and by["rear"]["stats"]["source_state"] == "ended"
+    owned = PreviewServer(port=0)
+    shown = PreviewSink(owned, owns_server=True, display=True)  # the run CLI's page: overlay drawn for display
+    assert shown.wants_images and not shown.wants_frames
+    cam = result("cam", "appear")
+    cam.image = np.full((24, 32, 3), 90, np.uint8)
+    shown.result(cam)
+    assert _check_jpeg(owned.wait_frame(-1, 5.0, "cam")[1]).shape == (480, 640, 3)  # 24 px x 20
+    shown.close()
+    assert owned.closing

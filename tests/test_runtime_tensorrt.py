@@ -23,7 +23,7 @@ def _have(name: str) -> bool:
 @pytest.mark.skipif(not (_have("tensorrt") and _have("pycuda")),
                     reason="TensorRT and pycuda are not installed (no NVIDIA GPU stack here)")
 def test_tensorrt_backend_matches_onnxruntime(tmp_path_factory):
-    from aknet_edge.runtime.backends import open_backend
+    from aknet_edge.runtime.backend_choice import open_backend
 
     pkg = demo_package(tmp_path_factory)
     out = tmp_path_factory.getbasetemp() / "runtime_demo_package_engine"

@@ -214,7 +214,7 @@ def test_backend_for_the_recogniser_streams_frames_and_runs_whole_clips(server, 
 # -- through the recognisers and the run CLI (runtime/recognizer.py, runtime/multistream.py, aknet_edge/run.py)
 
 def _wired() -> bool:
-    from aknet_edge.runtime.backends import BACKENDS
+    from aknet_edge.runtime.backend_choice import BACKENDS
 
     return "triton" in BACKENDS
 
@@ -281,6 +281,21 @@ def test_run_cli_refuses_an_unreachable_server_and_a_mismatched_model(server, pa
     assert "labels differ" in capsys.readouterr().err and not out.exists()  # before any result
 
 
+def _valid_jsonl(lines) -> None:
+    """Every line valid against the shipped JSON Lines schema (aknet_edge.runtime.records; skipped without
+    jsonschema)."""
+    try:
+        import jsonschema
+    except ImportError:
+        return
+    from aknet_edge.runtime import records
+
+    validator = jsonschema.Draft202012Validator(records.load_schema())
+    for line in lines:
+        errors = [e.message for e in validator.iter_errors(line)]
+        assert not errors, (line, errors)
+
+
 @needs_wiring
 def test_a_server_outage_shows_in_json_lines_events_and_telemetry(server, tmp_path):
     """The server killed mid-stream and restarted: "server" lost/restored lines, the open event ends with reason
@@ -308,6 +323,7 @@ def test_a_server_outage_shows_in_json_lines_events_and_telemetry(server, tmp_pa
         snap = rec.stats()
     t.join()
     lines = [json.loads(x) for x in out.read_text().splitlines()]
+    _valid_jsonl(lines)
     server_lines = [x for x in lines if x["type"] == "server"]
     assert [x["state"] for x in server_lines] == ["lost", "restored"] and server_lines[1]["outage_s"] > 0.4
     lost_at = lines.index(server_lines[0])

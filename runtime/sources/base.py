@@ -125,7 +125,7 @@ class Source:
             raise TypeError(f"{type(self).__name__}({uri!r}): options={options!r}: expected a "
                             f"{self.options_class.__name__}")
         self.uri = uri
-        self.block = (not self.live) if options.block is None else bool(options.block)
+        self.block = (not self.paced_live(options)) if options.block is None else bool(options.block)
         self.reconnect = options.reconnect if isinstance(options, LiveOptions) else ReconnectPolicy()
         self.options: SourceOptions = options.updated(block=self.block)
         self.segments: list[Any] | None = None
@@ -169,6 +169,10 @@ class Source:
                 log.warning("capture thread for %s did not stop within %.1f s", self.uri, timeout)
         self._thread = None
         self._safe_release()
+
+    def paced_live(self, options: SourceOptions) -> bool:
+        """Whether frames come at the camera's pace (then a full buffer drops the oldest; else the reader waits)."""
+        return bool(self.live)
 
     def __enter__(self) -> Source:
         return self.start()

@@ -33,6 +33,11 @@ class SyntheticSource(Source):
         self._offset = 0.0
         self._t0: float | None = None
 
+    def paced_live(self, options: SourceOptions) -> bool:
+        # speed=0 is unpaced: frames come as fast as they are drawn, far faster than recognition, and a live
+        # camera's newest-wins buffer would silently drop most windows; it is read like a file (every frame)
+        return float(options.speed) > 0  # type: ignore[attr-defined]
+
     def _open(self) -> None:
         pass
 

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from aknet_edge.calibration.options import IMPLICIT_METHODS
+from aknet_edge.calib_options import IMPLICIT_METHODS
 from aknet_edge.errors import ConfigError, DataError
 from aknet_edge.io_utils import atomic_write_bytes, atomic_write_text
 

@@ -9,13 +9,15 @@ checked before parsing (plugins.py). ``onnx`` is imported only when asked.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Tuple
+from typing import Any, Iterable, Tuple, Union
 
 from aknet_edge.errors import ConfigError, DependencyError
 
-from .settings import PathLike
+PathLike = Union[str, "os.PathLike[str]"]  # a path argument: str or Path
+
 
 _QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 

@@ -16,7 +16,9 @@ import numpy as np
 from aknet_edge import package as pk
 from aknet_edge.errors import ConfigError
 
-PathLike = Union[str, "os.PathLike[str]"]
+from .onnx_info import PathLike
+from .plugins import check_library_file
+
 PRECISIONS = pk.PRECISIONS  # the package contract's precision names
 
 
@@ -71,8 +73,6 @@ class BuildSettings:
         if nodes is None or not all(isinstance(n, str) and n for n in nodes):
             raise ConfigError(f"fp32_nodes must be a sequence of ONNX node names, got {self.fp32_nodes!r}")
         object.__setattr__(self, "fp32_nodes", nodes)
-        from .plugins import check_library_file
-
         libs = (self.plugin_libs,) if isinstance(self.plugin_libs, (str, Path)) else tuple(self.plugin_libs)
         object.__setattr__(self, "plugin_libs", tuple(check_library_file(p) for p in libs))
         object.__setattr__(self, "input_shape", shape)

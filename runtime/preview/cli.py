@@ -1,0 +1,113 @@
+"""The preview's command-line flags: ``--preview-port``, ``--preview-host``, ``--preview-token``.
+
+Why checked up front: the page shows camera video, so its address and token are settled before a
+package, backend or source opens -- a busy port, a bad host or an empty token is one error line,
+not a failure after the model loaded. The server binds 127.0.0.1 unless told otherwise; any other
+address is a deliberate choice, warned about when no token guards it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import ipaddress
+import logging
+import socket
+from typing import Dict, Optional
+
+from aknet_edge.checks import check_number
+from aknet_edge.errors import ConfigError
+
+from .server import DEFAULT_HOST, PreviewServer
+
+log = logging.getLogger(__name__)
+
+TOKEN_ENV = "AKNET_PREVIEW_TOKEN"  # the token when --preview-token is not given (aknet_edge.settings)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--preview-port``, ``--preview-host`` and ``--preview-token`` (check them with :func:`validate`)."""
+    g = parser.add_argument_group("live preview page")
+    g.add_argument("--preview-port", type=int, metavar="N",
+                   help="serve the live preview page at http://HOST:N/ (annotated video of each stream, label "
+                        "and confidence, top-k, events timeline, telemetry; MJPEG at /stream.mjpg, one JPEG at "
+                        "/frame.jpg); 0 picks a free port")
+    g.add_argument("--preview-host", default=DEFAULT_HOST, metavar="ADDR",
+                   help="address the preview listens on (default %(default)s: this machine only; any other "
+                        "address shares camera video with the network, so set a token)")
+    g.add_argument("--preview-token", metavar="TOKEN",
+                   help=f"a secret every preview request must carry (open the page as /?token=TOKEN, or send "
+                        f"'Authorization: Bearer TOKEN'); default: ${TOKEN_ENV} if set")
+
+
+def env_token(environ: Optional[Dict[str, str]] = None) -> Optional[str]:
+    """The token from ``AKNET_PREVIEW_TOKEN`` (unset or empty: none; only spaces: an error)."""
+    from aknet_edge import settings
+    from aknet_edge.errors import ConfigError
+
+    value = settings.raw(TOKEN_ENV, environ)
+    if value and not value.strip():
+        raise ConfigError(f"{TOKEN_ENV} holds only spaces: expected a non-empty secret; fix or unset the variable")
+    return value or None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` resolves to a loopback address only (the preview is then not on the network)."""
+    try:
+        infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return False
+    return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
+
+
+def check_address(host: str, port: int) -> None:
+    """The preview's address, tried before anything starts: a busy or invalid port is one error line."""
+    check_number("--preview-port", port, minimum=0, maximum=65535, whole=True)
+    try:
+        infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigError(f"--preview-host {host}: not an IPv4 address or host name here ({exc})") from None
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the preview server binds
+        try:
+            sock.bind(infos[0][4])
+        except OSError as exc:
+            from aknet_edge.io_utils import os_error_reason
+
+            reason = "already in use" if exc.errno == errno.EADDRINUSE else os_error_reason(exc)
+            raise ConfigError(f"--preview-port {port}: cannot serve the preview on {host}:{port}: {reason}; choose "
+                              "another port (0 picks a free one)") from None
+
+
+def validate(args: argparse.Namespace) -> None:
+    """The preview flags (from :func:`add_arguments`), before a package, backend or source opens."""
+    from aknet_edge.errors import ConfigError
+
+    token = getattr(args, "preview_token", None)
+    if token is not None and not token.strip():
+        raise ConfigError("--preview-token: empty; expected a non-empty secret (or leave the flag out)")
+    if args.preview_port is None:
+        if token is not None:
+            raise ConfigError("--preview-token: given without --preview-port; add --preview-port N "
+                              "(0 picks a free port) or drop the token")
+        return
+    env_token()
+    check_address(args.preview_host, args.preview_port)
+
+
+def from_args(args: argparse.Namespace, title: str = "aknet_edge") -> Optional[PreviewServer]:
+    """The preview server the flags ask for (None without ``--preview-port``); call :func:`validate` first.
+
+    Warns when the address is not a loopback one: the page then shows camera video to the network.
+    """
+    if args.preview_port is None:
+        return None
+    token = getattr(args, "preview_token", None) or env_token()
+    if not is_loopback(args.preview_host):
+        log.warning("the preview on %s:%d is reachable from other machines and shows camera video%s",
+                    args.preview_host, args.preview_port,
+                    "" if token else f"; anyone who reaches it can watch: set --preview-token or {TOKEN_ENV}")
+    return PreviewServer(args.preview_port, args.preview_host, token=token, title=title)
+
+
+__all__ = ["TOKEN_ENV", "add_arguments", "check_address", "env_token", "from_args", "is_loopback", "validate"]
