@@ -58,7 +58,8 @@ def test_synthetic_is_paced_and_has_ground_truth():
 
 
 def test_tiny_buffer_keeps_newest_and_counts_drops():
-    with S.open_source("synthetic://?seed=1&fps=15&segments=1&size=32&speed=0", buffer_size=2) as src:
+    # unpaced synthetic frames are read like a file by default; block=0 makes it a live camera that drops
+    with S.open_source("synthetic://?seed=1&fps=15&segments=1&size=32&speed=0&block=0", buffer_size=2) as src:
         deadline = time.monotonic() + 10
         while src.stats().frames < 20 and time.monotonic() < deadline:
             time.sleep(0.02)
