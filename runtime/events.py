@@ -81,6 +81,8 @@ class ActionEvent:
     state: str = "started"
     reason: str | None = None
     stream: str | None = None  # the camera's name where the recogniser names its streams
+    roi: str | None = None  # the region's name (per-region lanes)
+    track: str | None = None  # the track's id (per-actor lanes)
 
     @property
     def duration(self) -> float | None:

@@ -27,6 +27,7 @@ from .backends import ClipOutput
 from .events import ActionEvent, EventDetector, Smoother, softmax, top_k
 from .sources import Frame, Source, SourceStats
 from .telemetry import ENDED, LIVE, RECONNECTING, Telemetry
+from .views import View
 from .window import GridSampler, IncrementalEncoder, Sample, WindowBuffer, stride_steps
 
 if TYPE_CHECKING:
@@ -59,10 +60,28 @@ class Result:
     image: Optional[np.ndarray] = field(default=None, repr=False)  # the newest window frame (BGR)
     stream: Optional[str] = None  # the camera's name where the recogniser names its streams
     logits: Optional[np.ndarray] = field(default=None, repr=False)  # the window's raw logits (classes,)
+    # per-person recognition: the region's name or the track's id, and the crop's box (x, y, w, h) in the
+    # camera frame's pixels (keypoints and ``image`` are in the crop's pixels: add box[:2] for the camera's)
+    roi: Optional[str] = None
+    track: Optional[str] = None
+    box: Optional[Tuple[int, int, int, int]] = None
+
+    @property
+    def lane(self) -> Optional[str]:
+        """The lane's name for display: the camera, and its region (``cam/roi``) or track (``cam#id``)."""
+        return lane_name(self.stream, self.roi, self.track)
 
     def to_json(self) -> Dict[str, Any]:
         """The JSON Lines "result" record (:mod:`.records` defines every line type)."""
         return records.result_record(self)
+
+
+def lane_name(stream: Optional[str], roi: Optional[str], track: Optional[str]) -> Optional[str]:
+    """``cam``, ``cam/roi`` or ``cam#track`` (None: one unnamed whole-frame camera)."""
+    if roi is None and track is None:
+        return stream
+    cam = stream if stream is not None else "0"
+    return f"{cam}/{roi}" if roi is not None else f"{cam}#{track}"
 
 
 def window_keypoints(out: ClipOutput, k: int, span_s: float, t_start: float, h: int,
@@ -92,10 +111,14 @@ class Lane:
     others on the inference thread.
     """
 
-    def __init__(self, pipe: "Pipeline", name: Optional[str], source: Source, camera: int) -> None:
+    def __init__(self, pipe: "Pipeline", name: Optional[str], source: Source, camera: int,
+                 view: Optional[View] = None) -> None:
         self.pipe = pipe
         self.name = name  # None: a single unnamed camera (its lines carry no "stream")
         self.source = source
+        self.view = view  # None: the whole frame; else the region or track this lane crops (runtime/views.py)
+        self.roi = view.name if view is not None and view.kind == "roi" else None
+        self.track = view.name if view is not None and view.kind == "track" else None
         self.camera = camera  # backend "triton": the correlation id is the sequence base + camera
         opts = pipe.options
         spec = pipe.spec
@@ -162,10 +185,15 @@ class Lane:
         if self.state == RECONNECTING and frame is not None and s.connected:
             self._restored(frame, s)
 
+    def key(self, camera_index: int) -> str:
+        """The lane's key in the pipeline's lanes and stats: ``cam``, ``cam/roi`` or ``cam#track``."""
+        return lane_name(self.name if self.name is not None else str(camera_index), self.roi, self.track) or ""
+
     @property
     def label(self) -> str:
-        """How logs name this stream."""
-        return self.source.uri if self.name is None else f"stream {self.name} ({self.source.uri})"
+        """How logs name this lane."""
+        what = "" if self.view is None else f" {self.view.kind} {self.view.name}"
+        return (self.source.uri if self.name is None else f"stream {self.name} ({self.source.uri})") + what
 
     def _lost(self, s: SourceStats) -> None:
         now = time.monotonic()
@@ -175,7 +203,7 @@ class Lane:
         self.telemetry.set_state(RECONNECTING, now)
         log.warning("%s: lost after frame %s; an open event ends there%s", self.label,
                     "none" if last is None else last.index, "; the other streams go on" if self.pipe.several else "")
-        info = {"timestamp": None if last is None else round(last.timestamp, 4),
+        info = {**self._view_info(), "timestamp": None if last is None else round(last.timestamp, 4),
                 "frame": None if last is None else last.index, "reconnects": s.reconnects}
         self.sampler.reset()  # the window fills again from the first frame after the reconnect
         self.pipe.to_head(self.head_stream_lost, info)
@@ -187,8 +215,12 @@ class Lane:
         self.telemetry.set_state(LIVE)
         log.info("%s: restored at frame %d after %.1f s without frames", self.label, frame.index, outage)
         self.pipe.to_head(self.pipe.sinks.stream_state, self.name, "restored",
-                          {"timestamp": round(frame.timestamp, 4), "frame": frame.index, "reconnects": s.reconnects,
-                           "outage_s": round(outage, 3)})
+                          {**self._view_info(), "timestamp": round(frame.timestamp, 4), "frame": frame.index,
+                           "reconnects": s.reconnects, "outage_s": round(outage, 3)})
+
+    def _view_info(self) -> Dict[str, Any]:
+        """A region's or track's lane names its view in its stream lines (each lane reports its own outage)."""
+        return {k: v for k, v in (("roi", self.roi), ("track", self.track)) if v is not None}
 
     def end(self, reason: str, error: Optional[BaseException] = None) -> None:
         """This stream is over (end of stream, a source failed for good, stopping); the others go on."""
@@ -248,7 +280,7 @@ class Lane:
         self.smoother.reset()
 
     def head_emit(self, ev: ActionEvent) -> None:
-        ev.stream = self.name
+        ev.stream, ev.roi, ev.track = self.name, self.roi, self.track
         self.events.append(ev)
         self.pipe.sinks.event(ev)
         if self.pipe.options.on_event is not None:
@@ -261,7 +293,7 @@ class Lane:
         latency = time.monotonic() - newest.capture_ts
         self.telemetry.result(latency)
         if pipe.several:
-            pipe.telemetry.result(latency)
+            pipe.total_telemetry.result(latency)
         raw = softmax(out.logits[0])
         smooth = self.smoother(raw)
         c = int(np.argmax(smooth))
@@ -270,7 +302,8 @@ class Lane:
         kps = window_keypoints(out, opts.keypoints_top, pipe.spec.span_s, t_start, h, w)
         result = Result(t_end, t_start, pipe.labels[c], float(smooth[c]), top_k(raw, pipe.labels, opts.top_k),
                         kps, latency * 1e3, self.telemetry.inference_rate(), newest.index, probs=smooth,
-                        stream=self.name, logits=out.logits[0])
+                        stream=self.name, logits=out.logits[0], roi=self.roi, track=self.track,
+                        box=None if self.view is None else self.view.box)
         result.events = self.detector.update(smooth, t_end - pipe.spec.span_s / 2)
         sinks = pipe.sinks
         if opts.keep_images or sinks.wants_images:

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import queue
 import threading
@@ -67,6 +68,8 @@ from .result_queue import STOP, ResultQueue
 from .sinks import Sink, SinkSet
 from .sources import EndOfStream, Frame, Source, open_source
 from .telemetry import ENDED, LIVE, RECONNECTING, PipelineStats, Telemetry
+from .tracks import TRACK_LOST, TrackFeed, TrackOptions, TrackRouter
+from .views import Region, View, check_regions, parse_region
 from .window import Sample, encode_batch
 
 log = logging.getLogger(__name__)
@@ -128,6 +131,14 @@ class RecognizerOptions:
     # traffic shared with inference); try it where the camera's frames are large and cores are plentiful
     preprocess_on_capture: bool = False
     source_options: Dict[str, Any] = field(default_factory=dict)
+    # per-person recognition (runtime/views.py, runtime/tracks.py): fixed regions, each its own lane
+    # (views.Region or "[STREAM:]NAME=x,y,w,h"), or tracks from the user's detector (a tracks.TrackFeed, a JSON
+    # Lines file of detections, or "-" for stdin), one lane per tracked actor
+    regions: List[Any] = field(default_factory=list)
+    tracks: Any = None
+    max_tracks: int = TrackOptions.max_tracks  # lanes per camera
+    track_timeout_s: float = TrackOptions.timeout_s  # a track without a box for this long ends ("track lost")
+    track_margin: float = TrackOptions.margin  # the crop's widening around the track's boxes
     # one camera's name: set, every result, event and stream line carries it as "stream" (the run CLI names
     # each source; MultiRecognizer names every stream by its key)
     stream: Optional[str] = None
@@ -144,7 +155,29 @@ def parse_options(who: str, options: Dict[str, Any]) -> RecognizerOptions:
     opts = RecognizerOptions(**options)
     if opts.stride_s is not None and not opts.stride_s > 0:
         raise ConfigError(f"stride_s={opts.stride_s}: expected > 0 seconds (or None: one sample period)")
+    opts.regions = [r if isinstance(r, Region) else parse_region(str(r)) for r in opts.regions]
+    if opts.regions and opts.tracks is not None:
+        raise ConfigError("regions and tracks: give one or the other (a camera's lanes are its regions, or its "
+                          "tracks)")
+    if isinstance(opts.max_tracks, bool) or not isinstance(opts.max_tracks, int) or opts.max_tracks < 1:
+        raise ConfigError(f"max_tracks={opts.max_tracks!r}: expected a whole number >= 1")
+    for name in ("track_timeout_s", "track_margin"):
+        value = getattr(opts, name)
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{name}={value!r}: expected a finite number >= 0")
     return opts
+
+
+class Camera:
+    """One source and the lanes that look at it: the whole frame, its regions, or its tracked actors."""
+
+    def __init__(self, name: Optional[str], source: Source, index: int) -> None:
+        self.name = name
+        self.source = source
+        self.index = index
+        self.lanes: List[Lane] = []
+        self.router: Optional[TrackRouter] = None
+        self.ended = False
 
 
 def check_stream_count(backend: Backend, n: int, package_dir: Any) -> None:
@@ -178,7 +211,11 @@ class Pipeline(ResultQueue):
                  options: RecognizerOptions) -> None:
         self.options = opts = options
         self._pairs = list(pairs)
-        self.several = len(self._pairs) > 1
+        check_regions(opts.regions, [name for name, _ in self._pairs])
+        # several lanes (cameras, regions or tracks): lines and stats name them, the backend gets every core
+        self.several = len(self._pairs) > 1 or bool(opts.regions) or opts.tracks is not None
+        self.cameras: List[Camera] = []
+        self.tracks: Optional[TrackFeed] = None
         self.package_dir = package_dir
         self.package = packaging.load(package_dir)
         self.spec = self.package.clip_spec
@@ -188,7 +225,7 @@ class Pipeline(ResultQueue):
         self.incremental = False
         self.streams_frames = False  # backend "triton": each lane a sequence on the server (aknet_stream)
         self.lanes: Dict[str, Lane] = {}
-        self.telemetry = Telemetry(rate_horizon_s=max(5.0, 4.0 * (opts.stride_s or 0.0)))  # every lane together
+        self.total_telemetry = Telemetry(rate_horizon_s=max(5.0, 4.0 * (opts.stride_s or 0.0)))  # all lanes
         self.sinks = SinkSet(opts.sinks)  # the caller's own; those the options name are added by start()
         self.results_dropped = 0
         self.steps = 0  # inference steps (each: at most one encoder call and one head call per round)
@@ -206,6 +243,8 @@ class Pipeline(ResultQueue):
         self._pending: List[Result] = []
         self._pending_lock = threading.Lock()
         self._next_stats = 0.0
+        self._next_camera = 0  # backend "triton": each lane its own sequence
+        self.tracks_ended = 0
 
     # -- lifecycle
     def start(self) -> "Pipeline":
@@ -229,33 +268,65 @@ class Pipeline(ResultQueue):
             self._check_backend(self.backend)
             for sink in sinks_from_options(self):
                 self.sinks.add(sink)
+            self.tracks = self._track_feed()
             for i, (name, arg) in enumerate(self._pairs):
                 src = arg if isinstance(arg, Source) else open_source(arg, start=False, **opts.source_options)
                 src.wake = self._wake
-                if opts.preprocess_on_capture and not self.streams_frames:
+                # a frame prepared on capture is the whole frame's: regions and tracks crop it first
+                if opts.preprocess_on_capture and not self.streams_frames and not self.several_views:
                     spec = self.spec
                     src.prepare = lambda f: preprocess_frame(f.image, spec, f.color)
-                lane = Lane(self, name, src, camera=opts.triton_camera + i)
-                self.lanes[name if name is not None else str(i)] = lane
-            for lane in self.lanes.values():
+                cam = Camera(name, src, i)
+                self.cameras.append(cam)
+                regions = [r for r in opts.regions if r.stream in (None, name)]
+                for r in regions:
+                    self._add_lane(cam, View("roi", r.name, r))
+                if self.tracks is not None:
+                    cam.router = TrackRouter(self.tracks, name, TrackOptions(
+                        opts.max_tracks, opts.track_timeout_s, opts.track_margin), self.spec.span_s)
+                elif not regions:
+                    self._add_lane(cam, None)
+            for cam in self.cameras:
                 try:
-                    lane.source.start()
+                    cam.source.start()
                 except Exception as exc:
-                    if self.several and _rebuildable(exc):  # name the stream in the one error line
-                        raise type(exc)(f"stream {lane.name}: {exc}") from exc
+                    if len(self.cameras) > 1 and _rebuildable(exc):  # name the stream in the one error line
+                        raise type(exc)(f"stream {cam.name}: {exc}") from exc
                     raise
-                lane.started()
+                for lane in cam.lanes:
+                    lane.started()
             self.sinks.open()
         except BaseException:
             self._release()
             raise
         assert self.backend is not None
-        log.info("recognising %s with %s %s (%s%s)", ", ".join(ln.label for ln in self.lanes.values()),
+        log.info("recognising %s with %s %s (%s%s)", ", ".join(ln.label for ln in self.lanes.values())
+                 or ", ".join(f"tracks of {c.source.uri}" for c in self.cameras),
                  self.backend.name, self.backend.precision, "incremental" if self.incremental else "whole clips",
                  (", parent-row forking" if self.backend.parent_rows else ", full rows") if self.several
                  and self.incremental else "")
         self._thread = threading.Thread(target=self._loop, name=self._thread_names[0], daemon=True)
         self._thread.start()
+
+    @property
+    def several_views(self) -> bool:
+        return bool(self.options.regions) or self.options.tracks is not None
+
+    def _track_feed(self) -> Optional[TrackFeed]:
+        tracks = self.options.tracks
+        if tracks is None or isinstance(tracks, TrackFeed):
+            return tracks
+        if callable(tracks):  # (stream, timestamp) -> [(id, box), ...] for that frame
+            return TrackFeed(callback=tracks)
+        return TrackFeed().read_jsonl(tracks)
+
+    def _add_lane(self, cam: Camera, view: Optional[View]) -> Lane:
+        """A lane for ``cam`` (on the inference thread once running: tracks come and go)."""
+        lane = Lane(self, cam.name, cam.source, camera=self.options.triton_camera + self._next_camera, view=view)
+        self._next_camera += 1
+        cam.lanes.append(lane)
+        self.lanes[lane.key(cam.index)] = lane
+        return lane
 
     def _backend_options(self) -> Dict[str, Any]:
         """The options this pipeline gives ``open_backend``: only those the chosen backend takes."""
@@ -280,7 +351,9 @@ class Pipeline(ResultQueue):
     def _check_backend(self, backend: Backend) -> None:
         """The backend's declared capabilities against what this pipeline was asked to do."""
         opts = self.options
-        check_stream_count(backend, len(self._pairs), self.package_dir)
+        per_camera = [len([r for r in opts.regions if r.stream in (None, name)]) or
+                      (opts.max_tracks if opts.tracks is not None else 1) for name, _ in self._pairs]
+        check_stream_count(backend, sum(per_camera), self.package_dir)  # lanes one step may batch
         # a server that keeps the window per frame (incremental=False: whole clips there)
         self.streams_frames = backend.streams_frames and opts.incremental is not False
         self.incremental = backend.has_split if opts.incremental is None else bool(opts.incremental)
@@ -322,13 +395,13 @@ class Pipeline(ResultQueue):
         self.close()
 
     def _release(self) -> None:
-        for lane in self.lanes.values():
+        for cam in self.cameras:
             try:
-                lane.source.close()
+                cam.source.close()
             except Exception as exc:
-                log.warning("closing %s failed: %s", lane.label, exc)
+                log.warning("closing %s failed: %s", cam.source.uri, exc)
         for _, arg in self._pairs:  # sources handed in but never reached (a start that failed)
-            if isinstance(arg, Source) and all(lane.source is not arg for lane in self.lanes.values()):
+            if isinstance(arg, Source) and all(cam.source is not arg for cam in self.cameras):
                 arg.close()
         self.sinks.close()
         if self.backend is not None:
@@ -338,7 +411,7 @@ class Pipeline(ResultQueue):
     def stats(self) -> PipelineStats:
         """Telemetry now: the lanes together, and each lane in ``.streams`` (by name)."""
         per = {}
-        for key, lane in self.lanes.items():
+        for key, lane in list(self.lanes.items()):  # tracks come and go on the inference thread
             lane.sync_source()
             per[key] = lane.telemetry.snapshot()
         if self.several or not per:
@@ -353,7 +426,7 @@ class Pipeline(ResultQueue):
     def _total(self, per: Dict[str, Any]) -> Any:
         """All lanes together: counters and rates summed; latency percentiles over every lane's windows; the
         state "live" while any lane is, else "reconnecting" while any is."""
-        t = self.telemetry
+        t = self.total_telemetry
         snaps = list(per.values())
         t.source(sum(s.dropped for s in snaps), sum(s.reconnects for s in snaps), sum(s.corrupt for s in snaps))
         t.frames = sum(s.frames for s in snaps)
@@ -380,16 +453,17 @@ class Pipeline(ResultQueue):
             while not self._stop.is_set():
                 if t_end is not None and time.monotonic() >= t_end:
                     break
-                live = [lane for lane in self.lanes.values() if not lane.ended]
-                if self._pending and not any(lane.source.buffered for lane in live):
+                live = [cam for cam in self.cameras if not cam.ended]
+                if self._pending and not any(cam.source.buffered for cam in live):
                     self._hand_off()  # about to wait for a camera: deliver now, latency first
                 self._wake.clear()  # before reading: a frame arriving after this wakes the wait below
-                got = self._gather(live, _IDLE_S if len(live) == 1 else 0.0)
-                if all(lane.ended for lane in self.lanes.values()):
+                one = len(live) == 1 and len(live[0].lanes) == 1 and live[0].router is None
+                got = self._gather(live, _IDLE_S if one else 0.0)
+                if all(cam.ended for cam in self.cameras):
                     break
                 if got:
                     self._step(got)
-                elif len(live) > 1:
+                elif not one:
                     self._wake.wait(_IDLE_S if t_end is None else max(0.0, min(_IDLE_S, t_end - time.monotonic())))
                 if self.sinks.wants_stats and time.monotonic() >= self._next_stats:
                     self._next_stats = time.monotonic() + _STATS_S
@@ -402,7 +476,7 @@ class Pipeline(ResultQueue):
             head_done = self._stop_head()
             if self._error is not None:
                 reason = ERROR
-            for lane in self.lanes.values():
+            for lane in list(self.lanes.values()):
                 if not head_done:  # a stuck head thread still owns the detectors
                     break
                 try:
@@ -414,32 +488,65 @@ class Pipeline(ResultQueue):
                 self.sinks.stats(self.stats())
             self._put(STOP, force=True)
 
-    def _gather(self, live: List[Lane], timeout: float) -> List[Tuple[Lane, Frame]]:
-        """At most one new frame from every live lane; waits up to ``timeout`` only with one lane."""
+    def _gather(self, live: List[Camera], timeout: float) -> List[Tuple[Lane, Frame]]:
+        """At most one new frame from every live camera, for each of its lanes (cropped to the lane's view);
+        waits up to ``timeout`` (only with one camera and one lane)."""
         got = []
         now = time.monotonic()
-        for lane in live:
+        for cam in live:
             try:
-                frame = lane.source.read(timeout=timeout)
+                frame = cam.source.read(timeout=timeout)
             except EndOfStream:
                 if not self._stop.is_set():
-                    log.info("%s: end of stream%s", lane.label, "; the other streams go on" if self.several else "")
-                lane.end(END_OF_STREAM if not self._stop.is_set() else STOPPED)
+                    log.info("%s: end of stream%s", cam.source.uri, "; the other streams go on"
+                             if len(self.cameras) > 1 else "")
+                self._end_camera(cam, END_OF_STREAM if not self._stop.is_set() else STOPPED)
                 continue
             except Exception as exc:  # failed for good (e.g. out of reconnect attempts)
-                if not self.several:
+                if len(self.cameras) == 1:
                     raise  # one camera: its error is the recogniser's
-                log.error("%s: %s; the other streams go on", lane.label, exc)
-                lane.end(ERROR, exc)
+                log.error("stream %s: %s; the other streams go on", cam.name, exc)
+                self._end_camera(cam, ERROR, exc)
                 continue
-            if frame is None:
-                if now >= lane.next_poll or lane.state != LIVE:
-                    lane.poll(None)
-                continue
-            if lane.state != LIVE or now >= lane.next_poll:
-                lane.poll(frame)
-            got.append((lane, frame))
+            if frame is not None and cam.router is not None:
+                self._route_tracks(cam, frame)
+            for lane in cam.lanes:
+                if frame is None:
+                    if now >= lane.next_poll or lane.state != LIVE:
+                        lane.poll(None)
+                    continue
+                if lane.state != LIVE or now >= lane.next_poll:
+                    lane.poll(frame)
+                view = frame if lane.view is None else lane.view.apply(frame)
+                if view is not None:
+                    got.append((lane, view))
         return got
+
+    def _end_camera(self, cam: Camera, reason: str, error: Optional[BaseException] = None) -> None:
+        cam.ended = True
+        for lane in cam.lanes:
+            lane.end(reason, error)
+
+    def _route_tracks(self, cam: Camera, frame: Frame) -> None:
+        """The camera's tracks at this frame: new tracks get lanes, lost ones end theirs, every crop moves."""
+        assert cam.router is not None
+        h, w = frame.image.shape[:2]
+        boxes, started, lost = cam.router.update(frame.timestamp, h, w)
+        by_track = {lane.view.name: lane for lane in cam.lanes if lane.view is not None}
+        for tid in lost:
+            lane = by_track.pop(tid, None)
+            if lane is not None:
+                lane.end(TRACK_LOST)
+                cam.lanes.remove(lane)
+                self.lanes.pop(lane.key(cam.index), None)
+                self.tracks_ended += 1
+        for tid in started:
+            lane = self._add_lane(cam, View("track", tid))
+            lane.started()
+            by_track[tid] = lane
+        for tid, box in boxes.items():
+            if tid in by_track:
+                by_track[tid].view.box = box  # type: ignore[union-attr]
 
     def _step(self, got: List[Tuple[Lane, Frame]]) -> None:
         """One step: every lane's new samples in rounds (one encoder call a round), then one call for every
@@ -543,7 +650,7 @@ class Pipeline(ResultQueue):
     def _head_server(self, state: str, info: Dict[str, Any]) -> None:
         self.sinks.server_state("lost" if state == "lost" else "restored", info)
         if state == "lost":
-            for lane in self.lanes.values():
+            for lane in list(self.lanes.values()):
                 lane.head_close_events(SERVER_LOST)
 
     def _head_loop(self) -> None:

@@ -60,13 +60,10 @@ class Recognizer(Pipeline):
         return self._events_before if lane is None else lane.events
 
     @property
-    def telemetry(self) -> Telemetry:  # type: ignore[override]
+    def telemetry(self) -> Telemetry:
+        """The camera's telemetry (its lane's; the pipeline's total before start)."""
         lane = self.lane
-        return self._telemetry if lane is None else lane.telemetry
-
-    @telemetry.setter
-    def telemetry(self, value: Telemetry) -> None:
-        self._telemetry = value
+        return self.total_telemetry if lane is None else lane.telemetry
 
     @property
     def video(self) -> Any:

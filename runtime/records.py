@@ -62,7 +62,8 @@ EVENT_STATES = ("started", "ended")
 # why the runtime, not the scores, ended an event (ActionEvent.reason); the recognisers' constants
 SOURCE_LOST, STREAM_GAP, END_OF_STREAM = "source lost", "stream gap", "end of stream"
 STOPPED, ERROR, SERVER_LOST = "stopped", "error", "server lost"
-EVENT_REASONS = (SOURCE_LOST, STREAM_GAP, END_OF_STREAM, STOPPED, ERROR, SERVER_LOST)
+TRACK_LOST = "track lost"  # a tracked actor's boxes stopped coming (runtime/tracks.py)
+EVENT_REASONS = (SOURCE_LOST, STREAM_GAP, END_OF_STREAM, STOPPED, ERROR, SERVER_LOST, TRACK_LOST)
 STREAM_STATES = ("lost", "restored")
 SERVER_STATES = ("lost", "restored")
 
@@ -84,7 +85,19 @@ def result_record(result: Any) -> Dict[str, Any]:
                 "top_k": [[n, round(p, 4)] for n, p in result.top_k],
                 "keypoints": [[round(a, 3), round(x, 1), round(y, 1), round(s, 4)] for a, x, y, s in result.keypoints],
                 "latency_ms": round(result.latency_ms, 2), "fps": round(result.fps, 2), "frame": result.frame_index})
+    _view(obj, result)
+    box = getattr(result, "box", None)
+    if box is not None:
+        obj["box"] = [int(v) for v in box]
     return obj
+
+
+def _view(obj: Dict[str, Any], item: Any) -> None:
+    """Per-person lanes: the region's name ("roi") or the track's id ("track"), only when set."""
+    for key in ("roi", "track"):
+        value = getattr(item, key, None)
+        if value is not None:
+            obj[key] = str(value)
 
 
 def event_record(event: Any) -> Dict[str, Any]:
@@ -96,6 +109,7 @@ def event_record(event: Any) -> Dict[str, Any]:
     reason = getattr(event, "reason", None)
     if reason is not None:
         obj["reason"] = reason
+    _view(obj, event)
     return obj
 
 

@@ -31,6 +31,7 @@ DEVICE_TESTS = {
     "test_runtime_outage.py": "*",     # a lost source is visible and ends what it must
     "test_jsonl_schema.py": "*",       # every JSON Lines line valid against the shipped schema
     "test_pipeline.py": "*",           # lanes, the backend contract, sinks, lifecycle, one stats type
+    "test_per_person.py": "*",         # regions and tracked actors as lanes
     "test_runtime_incremental.py": [
         "test_every_window_equals_whole_clip",
         "test_grid_sampler_picks_nearest_frame_and_survives_drops",
