@@ -123,6 +123,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--enter", type=float, default=d["enter"], help="probability that starts an event")
     p.add_argument("--exit", type=float, default=d["exit"], help="probability below which an event ends")
     p.add_argument("--min-duration", type=float, default=d["min_duration_s"], help="seconds a change must last")
+    p.add_argument("--roi", dest="regions", action="append", default=[], metavar="[STREAM:]NAME=x,y,w,h",
+                   help="recognise a fixed region of a camera as its own lane (pixels, or fractions of the frame "
+                        "when every value is <= 1); repeatable; STREAM: picks the camera when there are several")
+    p.add_argument("--tracks", metavar="FILE|-", help="recognise each tracked actor: JSON Lines detections, one "
+                   'record per frame {"t": SECONDS, ["stream": NAME,] "tracks": [{"id": ID, "box": [x, y, w, h]}]} '
+                   "from a file or '-' (stdin)")
+    p.add_argument("--max-tracks", type=int, default=d["max_tracks"], metavar="N",
+                   help="most tracked actors recognised per camera; newer tracks wait (default %(default)s)")
+    p.add_argument("--track-timeout", type=float, default=d["track_timeout_s"], metavar="S",
+                   help="a track without a box for S seconds ends its lane: 'track lost' (default %(default)s)")
     add_source_args(p)
     from aknet_edge.runtime import preview
 
@@ -160,11 +170,21 @@ def check_args(args: argparse.Namespace) -> None:
     check_number("--enter", args.enter, minimum=0, maximum=1, optional=False)
     check_number("--exit", args.exit, minimum=0, maximum=1, optional=False)
     check_number("--min-duration", args.min_duration, minimum=0, optional=False, unit="seconds")
+    check_number("--max-tracks", args.max_tracks, minimum=1, whole=True, optional=False)
+    check_number("--track-timeout", args.track_timeout, minimum=0, optional=False, unit="seconds")
+    if args.regions and args.tracks is not None:
+        raise ConfigError("--roi and --tracks: give one or the other (a camera's lanes are its regions, or its "
+                          "tracked actors)")
+    if args.tracks not in (None, "-") and not Path(args.tracks).is_file():
+        raise ConfigError(f"--tracks {args.tracks}: no such file; give a JSON Lines file of detections or - (stdin)")
     if args.jsonl is not None and args.jsonl != "-":
         from .io_utils import check_writable
 
         check_writable(args.jsonl, "--jsonl", create_parents=False)
     args.streams = stream_args(args)
+    from aknet_edge.runtime.views import check_regions, parse_region
+
+    check_regions([parse_region(r) for r in args.regions], [n for n, _ in args.streams])
     if args.output_video is not None:
         from aknet_edge.runtime.multistream import stream_video_path
 
@@ -212,7 +232,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                    triton_url=args.triton_url, triton_sequence_base=args.triton_sequence_base,
                    smoothing=args.smoothing, enter=args.enter, exit=args.exit, min_duration_s=args.min_duration,
                    jsonl=args.jsonl, output_video=args.output_video, display=args.display,
-                   max_seconds=args.max_seconds, sinks=sinks, source_options=source_options_from_args(args))
+                   max_seconds=args.max_seconds, sinks=sinks, source_options=source_options_from_args(args),
+                   regions=args.regions, tracks=args.tracks, max_tracks=args.max_tracks,
+                   track_timeout_s=args.track_timeout)
     try:
         if several:
             rec: Any = MultiRecognizer(pkg, streams, **options)

@@ -331,7 +331,8 @@ class Lane:
         nh, nw = size
         if kps and (fh, fw) != (nh, nw):  # keypoints are in the newest frame's pixels; this one has another size
             kps = [(t, x * fw / nw, y * fh / nh, sc) for t, x, y, sc in kps]
-        self.pipe.sinks.frame(self.name, draw_overlay(image, result, keypoints=kps))
+        # a region's or track's frame goes out under its lane's name (cam/roi, cam#id): its own card on the page
+        self.pipe.sinks.frame(lane_name(self.name, self.roi, self.track), draw_overlay(image, result, keypoints=kps))
 
 
 def _bgr(frame: Frame) -> np.ndarray:

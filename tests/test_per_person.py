@@ -164,3 +164,28 @@ def test_tracks_from_a_callback():
 def test_regions_and_tracks_together_are_refused():
     with pytest.raises(ConfigError, match="one or the other"):
         Recognizer(PKG, ArraySource(_video(1, 10)), regions=["a=0,0,1,1"], tracks=TrackFeed())
+
+
+def test_the_run_cli_recognises_each_track_of_a_detections_file(tmp_path):
+    import subprocess
+    import sys
+
+    import cv2
+
+    scene = multi_actor_scene(11, actors=2, segments=2)
+    video = tmp_path / "scene.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), scene.fps, (scene.width, scene.height))
+    for _, f, _ in scene.frames():
+        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    writer.release()
+    det = tmp_path / "det.jsonl"
+    write_detections(scene, det)
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "aknet_edge.run", str(video), "--package", str(PKG), "--tracks",
+                           str(det), "--jsonl", str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [json.loads(ln) for ln in out.read_text().splitlines()]
+    assert {ln.get("track") for ln in lines if ln["type"] == "result"} == {"a0", "a1"}
+    bad = subprocess.run([sys.executable, "-m", "aknet_edge.run", str(video), "--package", str(PKG), "--tracks",
+                          str(tmp_path / "missing.jsonl")], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: --tracks")

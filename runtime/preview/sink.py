@@ -20,6 +20,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from ..overlay import DISPLAY_MAX_SIDE, DISPLAY_MIN_SIDE, draw_overlay
+from ..lane import lane_name
 from ..records import event_record, stream_record
 from ..sinks import Sink
 from .server import PreviewServer
@@ -31,6 +32,11 @@ log = logging.getLogger(__name__)
 def event_json(event: Any) -> Dict[str, Any]:
     """An :class:`~aknet_edge.runtime.events.ActionEvent` as the JSON Lines write it (:func:`records.event_record`)."""
     return event_record(event)
+
+
+def _lane(obj: Any) -> Optional[str]:
+    """The page card a result or event belongs to: its camera, or the camera's region or tracked actor."""
+    return lane_name(getattr(obj, "stream", None), getattr(obj, "roi", None), getattr(obj, "track", None))
 
 
 class PreviewSink(Sink):
@@ -70,7 +76,7 @@ class PreviewSink(Sink):
         return name
 
     def result(self, result: Any) -> None:
-        name = self._page(getattr(result, "stream", None))
+        name = self._page(_lane(result))
         image = getattr(result, "image", None) if self.display else None
         if image is not None:  # drawn on the server's encoder thread, and only if no newer frame came
             self.server.publish_render(name, lambda: draw_overlay(image, result, min_side=DISPLAY_MIN_SIDE,
@@ -78,10 +84,10 @@ class PreviewSink(Sink):
         self.server.publish_result(name, result.to_json())
 
     def event(self, event: Any) -> None:
-        self.server.publish_event(self._page(getattr(event, "stream", None)), event_json(event))
+        self.server.publish_event(self._page(_lane(event)), event_json(event))
 
     def stream_state(self, stream: Optional[str], state: str, info: Dict[str, Any]) -> None:
-        name = self._page(stream)
+        name = self._page(lane_name(stream, info.get("roi"), info.get("track")))
         self.server.publish_stream(name, stream_record(state, name, **info))
 
     def frame(self, stream: Optional[str], image_bgr: np.ndarray) -> None:
@@ -133,7 +139,7 @@ class PreviewHooks(PreviewSink):
         self._warned = False
 
     def _name(self, obj: Any) -> str:
-        return self._page(getattr(obj, "stream", None))
+        return self._page(_lane(obj))
 
     def _failed(self, exc: BaseException) -> None:
         if not self._warned:
