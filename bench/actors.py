@@ -85,7 +85,7 @@ def _lookahead(scene, span: float) -> Dict[float, list]:
     return out
 
 
-def accuracy(pkg: Path, seeds: List[int], segments: int) -> Dict[str, Dict[str, float]]:
+def accuracy(pkg: Path, seeds: List[int], segments: int, margin: float) -> Dict[str, Dict[str, float]]:
     from aknet_edge.runtime import Recognizer
     from aknet_edge.runtime.sources.memory import ArraySource
     from aknet_edge.runtime.tracks import TrackFeed
@@ -119,7 +119,7 @@ def accuracy(pkg: Path, seeds: List[int], segments: int) -> Dict[str, Dict[str, 
                 for t, _, boxes in truth:
                     feed.push(t, boxes)
             # per-frame box: a span too short to hold more than the current box
-            kw = {"track_margin": 0.1}
+            kw = {"track_margin": margin}
             res = run(tracks=feed, **kw) if mode != "per_frame_box" else _per_frame(pkg, frames, scene, feed, kw)
             h, n = _score(res, scene.actors)
             tally[mode][0] += h
@@ -224,6 +224,7 @@ def main() -> int:
     ap.add_argument("--tracks", default="1,2,4,8", help="track counts for the cost table")
     ap.add_argument("--seconds", type=float, default=8.0, help="scene seconds per cost run")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--margin", type=float, default=0.0, help="the tracks' crop margin (track_margin)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks the script runs")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "actors.json")
     args = ap.parse_args()
@@ -239,8 +240,9 @@ def main() -> int:
     counts = [int(n) for n in args.tracks.split(",")]
     if args.quick:
         seeds, counts, args.seconds, args.rounds, args.segments = seeds[:1], counts[:2], 3.0, 1, 2
-    acc = accuracy(args.package, seeds, args.segments)
-    print(f"per-actor top-1 on windows inside one action ({len(seeds)} scenes, 2-4 actors each; {args.package.name})")
+    acc = accuracy(args.package, seeds, args.segments, args.margin)
+    print(f"per-actor top-1 on windows inside one action ({len(seeds)} scenes, 2-4 actors each; {args.package.name}; "
+          f"track_margin {args.margin})")
     print(f"{'crop':<16}{'top-1 %':>9}{'windows':>9}")
     for k, v in acc.items():
         print(f"{k:<16}{v['top1']:>9.1f}{v['windows']:>9d}")
@@ -251,7 +253,7 @@ def main() -> int:
         print(f"{r['tracks']:>6}{r['batched_windows_per_s']:>13.1f}{r['separate_windows_per_s']:>14.1f}"
               f"{r['ratio']:>7.2f}{r['batched_ms_per_actor_window']:>17.2f}")
     if not args.quick:
-        atomic_write_text(args.out, json.dumps({"machine": machine_name(), "package": str(args.package.name),
+        atomic_write_text(args.out, json.dumps({"machine": machine_name(), "package": str(args.package.name), "margin": args.margin,
                                                 "seeds": seeds, "accuracy": acc, "cost": rows}, indent=1) + "\n")
     return 0
 

@@ -40,9 +40,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
+
 from aknet_edge.errors import ConfigError
 
-from .views import Box, square, union
+from .views import Box, square
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,8 @@ class TrackOptions:
 
     max_tracks: int = 8  # lanes per camera
     timeout_s: float = 1.0  # a track with no box for this long ends ("track lost")
-    margin: float = 0.15  # the crop's widening, a fraction of the box's larger side each way
+    margin: float = 0.0  # the crop's widening, a fraction of the box's larger side each way (the union already
+    # covers the motion inside the window; widen for detectors whose boxes are tight around a moving body)
     match_s: float = 0.05  # a detection record belongs to a frame within this many seconds
 
 
@@ -222,8 +225,13 @@ class TrackRouter:
         for tid, tr in self.tracks.items():
             while tr.history and tr.history[0][0] < t - self.span_s:
                 tr.history.popleft()
-            span = union(b for _, b in tr.history)
-            boxes[tid] = None if span is None else square(span, opts.margin, h, w)
+            if not tr.history:
+                boxes[tid] = None
+                continue
+            a = np.array([b for _, b in tr.history])  # (n, 4) x, y, w, h: one vectorised union per frame
+            x0, y0 = a[:, 0].min(), a[:, 1].min()
+            span = (x0, y0, (a[:, 0] + a[:, 2]).max() - x0, (a[:, 1] + a[:, 3]).max() - y0)
+            boxes[tid] = square(span, opts.margin, h, w)
         return boxes, started, lost
 
 
