@@ -29,7 +29,7 @@ def _frames(n: int, seed: int = 0) -> list:
 
 
 def _ours() -> list:
-    return [t for t in threading.enumerate() if t.name in _THREADS or t.name.startswith("aknet-source")]
+    return [t for t in threading.enumerate() if t.name in _THREADS or t.name.startswith("aknet-capture")]
 
 
 class Recording(Sink):
