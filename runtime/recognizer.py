@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import collections
 from pathlib import Path
-from typing import Any, List, Optional, Union
+from typing import Any, List, Optional, Sequence, Union
 
 from .events import ActionEvent
 from .lane import (END_OF_STREAM, ERROR, SERVER_LOST, SOURCE_LOST, STOPPED, STREAM_GAP, Lane, Result,
@@ -54,10 +54,12 @@ class Recognizer(Pipeline):
         return self._source_arg if isinstance(self._source_arg, Source) else None
 
     @property
-    def events(self) -> "collections.deque[ActionEvent]":
-        """Started and ended events (the last 1000)."""
-        lane = self.lane
-        return self._events_before if lane is None else lane.events
+    def events(self) -> Sequence[ActionEvent]:
+        """Started and ended events (the last 1000 a lane; with regions or tracks, every lane's, in lane order)."""
+        lanes = list(self.lanes.values())
+        if len(lanes) > 1:
+            return [ev for lane in lanes for ev in lane.events]
+        return self._events_before if not lanes else lanes[0].events
 
     @property
     def telemetry(self) -> Telemetry:
