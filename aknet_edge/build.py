@@ -28,8 +28,8 @@ from . import graph_io, trt_eras
 from . import package as pk
 from .calib_options import (CALIB_METHODS, CALIB_MODES, DEFAULT_CLIPS, DEFAULT_INT8_WEIGHTS, DEFAULT_METHOD,
                             DEFAULT_PERCENTILE, check_method, check_percentile)
-from .cli_common import (CliParser, add_bool_flag, add_model_args, check_number, config_from_args, defaults_of,
-                         quiet_onnxruntime, run_cli)
+from .cli_common import (CliParser, StepProgress, add_bool_flag, add_model_args, check_number, config_from_args,
+                         defaults_of, quiet_onnxruntime, run_cli)
 from .config import ModelConfig
 from .engine import compile_engine, engine_precision
 from .errors import AknetError, ConfigError, DataError
@@ -220,8 +220,6 @@ def _check_graphs(paths: Dict[str, Path], target: str, dla: bool = False) -> Non
 
 def build(opts: BuildOptions) -> BuildResult:
     """Run every step into a temporary folder, then rename it to ``opts.out``."""
-    from tqdm import tqdm
-
     from .evaluate import eval_set, evaluate_variants
     from .export.lower import lower
     from .export.onnx_export import save, to_onnx, to_split_onnx
@@ -239,12 +237,13 @@ def build(opts: BuildOptions) -> BuildResult:
     tmp = staging.tmp
     steps = None
     try:
-        steps = tqdm(total=6, desc="build", disable=not opts.progress, bar_format="{desc}: {n}/{total} {postfix}")
-        steps.set_postfix_str("load model")
+        # a bar on a terminal; one line per step in a log file or CI (cli_common.StepProgress)
+        total = 4 + ("fp16" in opts.graph_precisions) + ("int8" in opts.graph_precisions)
+        steps = StepProgress(total, "build", enabled=opts.progress)
+        steps.step("load model")
         model, source = _load_model(opts)
         cfg: ModelConfig = model.cfg
-        steps.update()
-        steps.set_postfix_str("export + lower")
+        steps.step("export + lower")
         graph = lower(to_onnx(model), BASE_LOWERING)
         files = {"fp32": save(graph, tmp / "model.fp32.onnx")}
         split: Dict[str, Path] = {}
@@ -252,27 +251,22 @@ def build(opts: BuildOptions) -> BuildResult:
             enc, head = to_split_onnx(model, parent_rows=True)  # parent rows: exact mode batched across cameras
             split = {graph_io.FRAME_ENCODER: save(lower(enc, BASE_LOWERING), tmp / "frame_encoder.fp32.onnx"),
                      graph_io.CLIP_HEAD: save(lower(head, BASE_LOWERING), tmp / "clip_head.fp32.onnx")}
-        steps.update()
         if "fp16" in opts.graph_precisions:
-            steps.set_postfix_str("fp16")
+            steps.step("fp16")
             from .calibration.precision import convert_fp16
 
             files["fp16"] = save(convert_fp16(graph, _float_nodes(model, graph, "fp16")), tmp / "model.fp16.onnx")
-        steps.update()
         methods: Dict[str, str] = {}
         forms: Dict[str, str] = {}  # files key -> INT8 weight form, for the shipped INT8 graphs
         calibration = None
         if "int8" in opts.graph_precisions:
-            steps.set_postfix_str(f"calibrate ({opts.calib})")
+            steps.step(f"calibrate ({opts.calib})")
             calibration = _quantize(opts, model, graph, tmp, out, files, methods, forms)
-        steps.update()
-        steps.set_postfix_str("check")
+        steps.step("check")
         _check_graphs({**files, **split}, opts.target, dla=opts.dla is not None)
-        steps.update()
-        steps.set_postfix_str("evaluate")
+        steps.step("evaluate")
         x, y = eval_set(cfg, opts.eval_data, opts.eval_clips_per_class)
         reports = evaluate_variants(files, x, y, methods, cfg.grid, forms)
-        steps.update()
         steps.close()
         for name in [n for n in files if ":" in n and n not in forms]:  # comparison-only graphs are not shipped
             files.pop(name).unlink()
@@ -293,7 +287,7 @@ def build(opts: BuildOptions) -> BuildResult:
         staging.commit()
     except BaseException as exc:
         if steps is not None:
-            steps.close()
+            steps.close(done=False)
         staging.discard()
         reraise_write_error(exc, out)
         raise

@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Optional
+from typing import Any, Optional, TextIO
 
 from .checks import check_number  # noqa: F401  (re-exported: every CLI checks its numbers with it)
 from .config import PRESET_NAMES, ModelConfig, load_config, preset
@@ -165,6 +165,55 @@ def defaults_of(cls: type) -> dict:
         elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
             out[f.name] = f.default_factory()  # type: ignore[misc]
     return out
+
+
+def is_terminal(stream: Any) -> bool:
+    """Whether ``stream`` is an interactive terminal (not a file, a pipe, CI's log or a closed stream)."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+class StepProgress:
+    """A long command's steps: one bar redrawn in place on a terminal; one plain line per step anywhere else.
+
+    Why two forms: tqdm redraws its line with carriage returns, which a log file or CI's output keeps, so every
+    step ran into one long line there. On a terminal (``stream.isatty()``) it is tqdm's ``DESC: n/total STEP``;
+    elsewhere each :meth:`step` writes ``DESC i/total: STEP`` and a newline, flushed. ``enabled=False`` writes
+    nothing (``--no-progress``).
+    """
+
+    def __init__(self, total: int, desc: str, enabled: bool = True, stream: Optional[TextIO] = None) -> None:
+        self.total, self.desc, self.enabled = total, desc, enabled
+        self.stream: TextIO = stream if stream is not None else sys.stderr
+        self.started = 0  # steps begun
+        self._bar: Any = None
+        if enabled and is_terminal(self.stream):
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, file=self.stream, bar_format="{desc}: {n}/{total} {postfix}")
+
+    def step(self, name: str) -> None:
+        """The previous step is done and ``name`` begins."""
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            if self.started:
+                self._bar.update()
+            self._bar.set_postfix_str(name)
+        else:
+            self.stream.write(f"{self.desc} {self.started + 1}/{self.total}: {name}\n")
+            self.stream.flush()
+        self.started += 1
+
+    def close(self, done: bool = True) -> None:
+        """End the display (``done``: the last step finished; False: it failed or was interrupted). Idempotent."""
+        bar, self._bar = self._bar, None
+        if bar is not None:
+            if done and self.started:
+                bar.update()
+            bar.close()
 
 
 def quiet_onnxruntime() -> None:

@@ -115,6 +115,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, metavar="S", help="stop after S seconds")
     add_bool_flag(p, "--incremental", d["incremental"],
                   "per-frame encoder + head (default: when the package has the split graphs)")
+    add_bool_flag(p, "--exact-incremental", d["exact_incremental"],
+                  "incremental mode: every window equals whole-clip inference (fresh encoder chains where windows "
+                  "start); off: only the carried state, cheaper per frame but not equal to whole clips at a "
+                  "window's first frames (as Triton's aknet_stream)")
+    add_bool_flag(p, "--require-all-sources", d["require_all_sources"],
+                  "fail at start when any source does not open; by default a live camera that is down at start is "
+                  "retried in the background and reported lost until it comes up, while the others run (the start "
+                  "fails only when no source opens)")
     add_bool_flag(p, "--overlap", d["overlap"],
                   "run each window's last model call, events and outputs on a second thread while the next "
                   "frames are encoded (ONNX Runtime; same results)")
@@ -228,7 +236,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         sinks.append(preview.PreviewSink(server, owns_server=True, display=True))
     providers = args.providers.split(",") if args.providers else None
     options = dict(backend=args.backend, precision=args.precision, providers=providers, threads=args.threads,
-                   incremental=args.incremental, overlap=args.overlap, stride_s=args.stride,
+                   incremental=args.incremental, exact_incremental=args.exact_incremental, overlap=args.overlap,
+                   stride_s=args.stride, require_all_sources=args.require_all_sources,
                    triton_url=args.triton_url, triton_sequence_base=args.triton_sequence_base,
                    smoothing=args.smoothing, enter=args.enter, exit=args.exit, min_duration_s=args.min_duration,
                    jsonl=args.jsonl, output_video=args.output_video, display=args.display,

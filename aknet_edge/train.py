@@ -91,7 +91,8 @@ def _train(cfg: ModelConfig, tc: TrainConfig, data: str, out: str | Path | None,
             if folder is None
             else array_batches(x_all, y_all, tc.batch, seed=tc.seed * 1000 + epoch)
         )
-        bar = tqdm(batches, total=n_batches, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not progress, leave=False)
+        bar = tqdm(batches, total=n_batches, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=None if progress else True,
+                   leave=False)  # None: no bar off a terminal (logs, CI get the per-epoch log lines)
         epoch_loss, correct, seen = 0.0, 0, 0
         for xb, yb in bar:
             x, y = torch.from_numpy(xb), torch.from_numpy(yb)

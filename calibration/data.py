@@ -119,7 +119,9 @@ def load_calibration_set(source: str, spec: ClipSpec, n_clips: int = DEFAULT_CLI
     from tqdm import tqdm
 
     xs, skipped = [], 0
-    for p in tqdm(paths, desc="calibration clips", disable=not progress, leave=False):
+    # a bar on a terminal only (disable=None): in a log file its carriage returns run into one line; the count is
+    # logged below instead
+    for p in tqdm(paths, desc="calibration clips", disable=None if progress else True, leave=False):
         if len(xs) >= n_clips:
             break
         try:
@@ -133,6 +135,7 @@ def load_calibration_set(source: str, spec: ClipSpec, n_clips: int = DEFAULT_CLI
     if skipped:
         log.warning("%d unreadable calibration clip(s) skipped, %d used", skipped, len(xs))
     x = np.stack(xs)
+    log.info("read %d calibration clips from %s", len(xs), source)
     if cache is not None:
         _write_cache(cache, x, skipped)
     return CalibrationSet(x, str(source), skipped, False)

