@@ -146,3 +146,18 @@ def blocking_imports(*names: str) -> str:
         "        return None\n"
         "sys.meta_path.insert(0, _NotInstalled())\n"
     )
+
+
+def assert_valid_jsonl(lines) -> None:
+    """Every JSON Lines record valid against the shipped schema (aknet_edge.runtime.records; a no-op without
+    jsonschema, which the device venvs of .ci/run install)."""
+    try:
+        import jsonschema
+    except ImportError:
+        return
+    from aknet_edge.runtime import records
+
+    validator = jsonschema.Draft202012Validator(records.load_schema())
+    for line in lines:
+        errors = [e.message for e in validator.iter_errors(line)]
+        assert not errors, (line, errors)

@@ -28,6 +28,8 @@ from aknet_edge.runtime import MultiRecognizer
 from aknet_edge.runtime import sources as S
 from aknet_edge.synthetic import write_long_video
 
+from conftest import assert_valid_jsonl
+from test_runtime_rtsp import gst_python  # noqa: F401 - the fixture (a Python with GStreamer's RTSP server)
 from test_runtime_support import demo_package
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,20 +59,6 @@ def _lines(path: Path) -> List[Dict[str, Any]]:
         except json.JSONDecodeError:  # the last line may be half-written while the run goes on
             pass
     return out
-
-
-def _check_schema(lines: List[Dict[str, Any]]) -> None:
-    """Every line valid against the shipped JSON Lines schema (where jsonschema is installed: the dev extra)."""
-    try:
-        import jsonschema
-    except ImportError:
-        return
-    from aknet_edge.runtime import records
-
-    validator = jsonschema.Draft202012Validator(records.load_schema())
-    for line in lines:
-        errors = [e.message for e in validator.iter_errors(line)]
-        assert not errors, (line, errors)
 
 
 def _wait(what: str, ok, timeout: float, proc: "subprocess.Popen | None" = None) -> None:
@@ -183,7 +171,7 @@ def test_a_udp_camera_down_at_start_is_lost_then_restored_and_recognised(pkg, tm
             ffmpeg.kill()
             ffmpeg.wait(timeout=10)
     lines = _lines(jsonl)
-    _check_schema(lines)
+    assert_valid_jsonl(lines)
     states = [x for x in lines if x["type"] == "stream"]
     assert [(x["stream"], x["state"]) for x in states] == [("b", "lost"), ("b", "restored")], states
     assert states[0]["timestamp"] is None and states[0]["frame"] is None  # lost before its first frame
@@ -220,18 +208,6 @@ def test_cli_start_failures_are_one_error_line(pkg, tmp_path, sources, flags, wo
     assert out.read_text() == "precious\n"  # nothing written: it failed before any output opened
 
 
-@pytest.fixture(scope="module")
-def gst_python():
-    from test_runtime_rtsp import _system_python
-
-    exe = _system_python()
-    if exe is None:
-        pytest.skip("no Python with GStreamer's RTSP server introspection (apt-get install python3-gi "
-                    "gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good "
-                    "gstreamer1.0-plugins-ugly)")
-    return exe
-
-
 @pytest.mark.camera
 def test_cli_runs_the_others_while_an_rtsp_camera_is_down_and_recognises_it_when_it_comes_up(pkg, tmp_path,
                                                                                               gst_python):
@@ -261,7 +237,7 @@ def test_cli_runs_the_others_while_an_rtsp_camera_is_down_and_recognises_it_when
     assert proc.returncode == 0, err[-3000:]
     assert "did not open at start" in err and "error:" not in err
     lines = _lines(jsonl)
-    _check_schema(lines)
+    assert_valid_jsonl(lines)
     states = [(x["stream"], x["state"]) for x in lines if x["type"] == "stream"]
     assert states[:2] == [("b", "lost"), ("b", "restored")], states
     restored_at = next(i for i, x in enumerate(lines) if x["type"] == "stream" and x["state"] == "restored")
