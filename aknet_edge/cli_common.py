@@ -15,6 +15,7 @@ from typing import Any, Optional, TextIO
 from .checks import check_number  # noqa: F401  (re-exported: every CLI checks its numbers with it)
 from .config import PRESET_NAMES, ModelConfig, load_config, preset
 from .errors import AknetError, ConfigError
+from .redact import install_log_filter, redact
 
 
 class UsageError(ConfigError):
@@ -239,8 +240,8 @@ def _on_sigterm(signum: int, _frame: Any) -> None:
 
 
 def one_line(text: str) -> str:
-    """An error message on one line (multi-line messages are joined with '; ')."""
-    return "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
+    """An error message on one line (multi-line messages are joined with '; '), secrets masked."""
+    return redact("; ".join(part.strip() for part in str(text).splitlines() if part.strip()))
 
 
 def _silence_stdout() -> None:
@@ -267,6 +268,7 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
     prints what was refused and why. Anything else is a bug and keeps its traceback.
     """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    install_log_filter()  # no password of a camera URI in any log line
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.getsignal(signal.SIGTERM)

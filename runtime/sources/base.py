@@ -19,6 +19,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from aknet_edge.errors import AknetError, DependencyError
+from aknet_edge.redact import redact
 
 from .options import LiveOptions, ReconnectPolicy, SourceOptions
 
@@ -124,7 +125,9 @@ class Source:
         elif not isinstance(options, self.options_class):
             raise TypeError(f"{type(self).__name__}({uri!r}): options={options!r}: expected a "
                             f"{self.options_class.__name__}")
-        self.uri = uri
+        # what logs, errors and outputs show: the URI with its password and secret query values masked (the
+        # real one stays with whoever opens the device: OpenCV's target, the bag's path)
+        self.uri = redact(uri)
         self.block = (not self.paced_live(options)) if options.block is None else bool(options.block)
         self.reconnect = options.reconnect if isinstance(options, LiveOptions) else ReconnectPolicy()
         self.options: SourceOptions = options.updated(block=self.block)
