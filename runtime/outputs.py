@@ -30,11 +30,11 @@ def sinks_from_options(pipe: "Pipeline") -> List[Sink]:
             jsonl = JsonlSink(opts.jsonl)  # a file is created once the sources started (Sink.open)
             pipe.jsonl = jsonl.writer
             sinks.append(jsonl)
-        if opts.preview_port is not None:
-            from .preview import PreviewServer, PreviewSink
+        if opts.preview_port is not None:  # the run CLI's rules and page: token, warning, overlay for display
+            from .preview import PreviewSink, open_preview
 
-            pipe.preview = PreviewServer(opts.preview_port, opts.preview_host)
-            sinks.append(PreviewSink(pipe.preview, owns_server=True))
+            pipe.preview = open_preview(opts.preview_port, opts.preview_host, opts.preview_token)
+            sinks.append(PreviewSink(pipe.preview, owns_server=True, display=True))
         if opts.output_video:
             from .video_out import VideoSink
 

@@ -114,7 +114,8 @@ class RecognizerOptions:
     # outputs by name (each becomes a sink: runtime.outputs); ``sinks`` adds sinks of your own
     jsonl: Any = None  # path, "-" or a text stream
     preview_port: Optional[int] = None
-    preview_host: str = "127.0.0.1"
+    preview_host: str = "127.0.0.1"  # not a loopback address: a warning (the page shows camera video)
+    preview_token: Optional[str] = None  # a secret every preview request must carry (default: AKNET_PREVIEW_TOKEN)
     output_video: Optional[str] = None  # several streams: one file each, out.mp4 -> out-<stream>.mp4
     display: bool = False
     sinks: List[Sink] = field(default_factory=list)

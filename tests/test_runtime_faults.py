@@ -213,7 +213,8 @@ def test_frames_of_another_size_reach_every_output(tmp_path):
     n, shape = _count_frames(video)
     assert n == len(results) and shape[:2] == (64, 64)  # every window's frame, fitted to the first size
     assert len([ln for ln in out.getvalue().splitlines() if json.loads(ln)["type"] == "result"]) == len(results)
-    assert cv2.imdecode(np.frombuffer(served, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (96, 128)
+    # the page shows the newest size, scaled for display as the run CLI's page does (x5: 96 x 128 -> 480 x 640)
+    assert cv2.imdecode(np.frombuffer(served, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (480, 640)
 
 
 def test_fit_frame_keeps_the_aspect_ratio():
@@ -246,10 +247,10 @@ def test_output_video_on_a_full_disk_warns_once_and_recognition_goes_on(tmp_path
 def test_an_output_that_raises_is_switched_off_once(monkeypatch, caplog, n45):
     from aknet_edge.runtime import preview as preview_mod
 
-    def broken(self, image):
+    def broken(self, stream, render):
         raise RuntimeError("encoder broke")
 
-    monkeypatch.setattr(preview_mod.MjpegServer, "update", broken)
+    monkeypatch.setattr(preview_mod.MjpegServer, "publish_render", broken)  # the page's frame path
     caplog.set_level(logging.WARNING)
     with Recognizer(PKG, ArraySource(_frames(45)), preview_port=0) as rec:
         assert len(list(rec)) == n45
@@ -261,7 +262,7 @@ def test_an_output_that_raises_is_switched_off_once(monkeypatch, caplog, n45):
 
 def _hang_up(port: int, path: str, read_first: bool) -> None:
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
     if read_first:
         s.recv(4096)  # mid-stream
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # hang up hard (RST)
@@ -279,7 +280,7 @@ def test_preview_clients_hanging_up_are_not_errors(capfd):
             _hang_up(port, path, read_first)
         time.sleep(0.5)
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:  # the server still serves
-            s.sendall(b"GET /frame.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.sendall(f"GET /frame.jpg HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
             assert s.recv(64).startswith(b"HTTP/1.0 200")
         results += list(it)
     err = capfd.readouterr().err

@@ -76,7 +76,7 @@ class _Sse:
 
     def __init__(self, server: PreviewServer, query: str = "") -> None:
         self.sock = socket.create_connection((server.host, server.port), timeout=10)
-        self.sock.sendall(f"GET /events{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        self.sock.sendall(f"GET /events{query} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
         self.buf = b""
         head = self._until(b"\r\n\r\n")
         self.status = int(head.split(b" ")[1])
@@ -280,7 +280,7 @@ def test_clients_that_hang_up_end_only_their_connection():
         socks = []
         for path in ("/events", "/stream.mjpg", "/events"):
             s = socket.create_connection((server.host, server.port), timeout=5)
-            s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
             s.recv(256)
             socks.append(s)
         time.sleep(0.3)
@@ -306,7 +306,7 @@ def test_recognizer_preview_shows_annotated_frames(tmp_path_factory):
     with Recognizer(pkg, "synthetic://?seed=3&segments=2&speed=2&size=112", preview_port=0) as rec:
         ctype, jpeg = _first_part(rec.preview.url + "stream.mjpg")
         img = _check_jpeg(jpeg)
-        assert img.shape == (112, 112, 3)
+        assert img.shape == (560, 560, 3)  # as the run CLI's page: 112 px scaled by 5 for display
 
 
 def test_hooks_feed_a_stream_from_a_recognizer(tmp_path_factory):

@@ -23,7 +23,7 @@ A single recogniser publishes to :data:`DEFAULT_STREAM` (and the old one-stream
 
 from __future__ import annotations
 
-from .cli import TOKEN_ENV, add_arguments, check_address, env_token, from_args, is_loopback, validate
+from .cli import TOKEN_ENV, add_arguments, check_address, env_token, from_args, is_loopback, open_preview, validate
 from .server import BOUNDARY, DEFAULT_HOST, PAGE, MjpegServer, PreviewServer
 from .sink import PreviewHooks, PreviewSink, event_json
 from .state import DEFAULT_STREAM, HISTORY_S, MAX_EVENTS, STATS_INTERVAL_S, PreviewState
@@ -31,4 +31,4 @@ from .window import DisplayWindow, display_available
 
 __all__ = ["BOUNDARY", "DEFAULT_HOST", "DEFAULT_STREAM", "DisplayWindow", "MjpegServer", "PreviewHooks",
            "PreviewServer", "PreviewSink", "PreviewState", "TOKEN_ENV", "add_arguments", "check_address",
-           "display_available", "env_token", "event_json", "from_args", "is_loopback", "validate"]
+           "display_available", "env_token", "event_json", "from_args", "is_loopback", "open_preview", "validate"]

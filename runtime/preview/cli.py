@@ -102,12 +102,25 @@ def from_args(args: argparse.Namespace, title: str = "aknet_edge") -> Optional[P
     """
     if args.preview_port is None:
         return None
-    token = getattr(args, "preview_token", None) or env_token()
-    if not is_loopback(args.preview_host):
-        log.warning("the preview on %s:%d is reachable from other machines and shows camera video%s",
-                    args.preview_host, args.preview_port,
-                    "" if token else f"; anyone who reaches it can watch: set --preview-token or {TOKEN_ENV}")
-    return PreviewServer(args.preview_port, args.preview_host, token=token, title=title)
+    return open_preview(args.preview_port, args.preview_host, getattr(args, "preview_token", None), title)
 
 
-__all__ = ["TOKEN_ENV", "add_arguments", "check_address", "env_token", "from_args", "is_loopback", "validate"]
+def open_preview(port: int, host: str = DEFAULT_HOST, token: Optional[str] = None,
+                 title: str = "aknet_edge") -> PreviewServer:
+    """The one way a preview server is made, for the run CLI and the library alike.
+
+    The token is ``token``, else ``AKNET_PREVIEW_TOKEN``; an empty one is an error. An address that is
+    not a loopback one logs a warning (the page shows camera video to the network), louder without a token.
+    """
+    if token is not None and not str(token).strip():
+        raise ConfigError("preview token: empty; expected a non-empty secret (or none)")
+    token = token or env_token()
+    check_number("--preview-port", port, minimum=0, maximum=65535, whole=True)
+    if not is_loopback(host):
+        log.warning("the preview on %s:%d is reachable from other machines and shows camera video%s", host, port,
+                    "" if token else f"; anyone who reaches it can watch: set a preview token or {TOKEN_ENV}")
+    return PreviewServer(port, host, token=token, title=title)
+
+
+__all__ = ["TOKEN_ENV", "add_arguments", "check_address", "env_token", "from_args", "is_loopback", "open_preview",
+           "validate"]

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import hmac
 import http.server
+import ipaddress
 import json
 import logging
+import select
 import socket
 import socketserver
 import sys
@@ -40,6 +42,9 @@ DEFAULT_HOST = "127.0.0.1"
 # the page is package data of aknet_edge.runtime (runtime/web/), one level above this subpackage
 PAGE = Path(__file__).resolve().parent.parent / "web" / "preview.html"
 _PING_S = 2.0  # an idle event stream sends a comment this often (a client that left is noticed)
+HEADER_DEADLINE_S = 5.0  # a request's line and headers must have arrived by then (a trickling client is cut off)
+MAX_CLIENTS = 32  # connections served at once; more are closed at once (each holds a thread and a socket)
+_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 # nothing but this server: no CDN, no fonts, no beacons (robots sit on closed networks)
 _PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
                                             "style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'",
@@ -74,6 +79,16 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.preview = preview
         super().__init__(address, PreviewHandler)
 
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """At most :data:`MAX_CLIENTS` connections at once: a flood of idle sockets cannot take every thread."""
+        if len(self.preview._clients) >= MAX_CLIENTS:
+            if not self.preview._warned_full:
+                self.preview._warned_full = True
+                log.warning("preview: %d clients connected; further connections are refused until one leaves "
+                            "(logged once)", MAX_CLIENTS)
+            return False
+        return True
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         """socketserver prints a traceback to stderr here; a client's failure is not the server's."""
         exc = sys.exc_info()[1]
@@ -106,13 +121,46 @@ class PreviewHandler(http.server.BaseHTTPRequestHandler):
         me = threading.current_thread()
         clients = self.preview._clients
         clients.add(me)
+        # the whole request line and headers within HEADER_DEADLINE_S: the socket timeout alone restarts with
+        # every byte, so a client trickling one byte every few seconds would hold this thread for ever
+        self._headers_done = False
+        watchdog = threading.Timer(HEADER_DEADLINE_S, self._cut_off)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             super().handle()
-        except _HANGUP as exc:  # hung up before or while its response went out
+        except _HANGUP + (OSError,) as exc:  # hung up (or was cut off) before or while its response went out
             log.debug("preview client %s hung up: %s", self.client_address[0], exc)
             self.close_connection = True
         finally:
+            watchdog.cancel()
             clients.discard(me)
+
+    def _cut_off(self) -> None:
+        if not self._headers_done:
+            log.debug("preview client %s: no complete request within %.0f s; closed", self.client_address[0],
+                      HEADER_DEADLINE_S)
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _gone(self) -> bool:
+        """Whether the client closed its side (checked while nothing is sent: a camera that is down)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+    def _host_allowed(self) -> bool:
+        """A loopback preview answers only to its own names: a page in the operator's browser cannot read frames
+        through a DNS name rebound to 127.0.0.1 (DNS rebinding)."""
+        if not self.preview.loopback:
+            return True
+        host = (self.headers.get("Host") or "").strip().lower()
+        port = self.preview.port
+        return host in {f"{name}:{port}" for name in _LOOPBACK_NAMES} or (port == 80 and host in _LOOPBACK_NAMES)
 
     def _reply(self, code: int, ctype: str, body: Optional[bytes] = None,
                extra: Optional[Dict[str, str]] = None) -> None:
@@ -132,8 +180,13 @@ class PreviewHandler(http.server.BaseHTTPRequestHandler):
         self._reply(code, "text/plain; charset=utf-8", (text + "\n").encode("utf-8"), extra)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server API
+        self._headers_done = True
         parts = urllib.parse.urlsplit(self.path)
         query = urllib.parse.parse_qs(parts.query)
+        if not self._host_allowed():
+            self._plain(421, "421: this preview answers only to its own address (127.0.0.1, localhost or [::1] "
+                             f"with port {self.preview.port})")
+            return
         if not self.preview._authorised(query, self.headers):
             self._plain(401, "401 unauthorised: this preview needs its token (open the page as "
                              "/?token=TOKEN, or send 'Authorization: Bearer TOKEN')",
@@ -180,6 +233,8 @@ class PreviewHandler(http.server.BaseHTTPRequestHandler):
             while not preview.closing:
                 seq, jpeg = preview._wait_frame(seq, 0.25, stream)
                 if jpeg is None:
+                    if self._gone():  # no frame to write (a camera down): notice a client that left anyway
+                        return
                     continue
                 self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: "
                                  f"{len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
@@ -231,10 +286,12 @@ class PreviewServer(PreviewState):
         self.page = PAGE.read_bytes()  # missing only from a broken install: fail here, not per request
         self._token = token
         self._clients: set = set()
+        self._warned_full = False
         # bind before the state starts its threads: a busy port then leaves nothing running
         self._httpd = _Server((host, port), self)
         super().__init__(quality, history_s, title)
         self.host, self.port = self._httpd.server_address[:2]
+        self.loopback = ipaddress.ip_address(self.host).is_loopback
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="aknet-preview", daemon=True)
         self._thread.start()
@@ -258,11 +315,17 @@ class PreviewServer(PreviewState):
     def _authorised(self, query: Dict[str, List[str]], headers: Any) -> bool:
         if self._token is None:
             return True
-        given = (query.get("token") or [""])[0] or headers.get("X-Preview-Token", "")
-        auth = headers.get("Authorization", "")
-        if not given and auth.lower().startswith("bearer "):
-            given = auth[7:].strip()
-        return bool(given) and hmac.compare_digest(given.encode("utf-8"), self._token.encode("utf-8"))
+        # the query is percent-decoded as UTF-8; header values arrive as latin-1 text of the raw bytes, so a
+        # token with non-ASCII characters is compared as the UTF-8 bytes the client sent, whichever way it came
+        given = (query.get("token") or [""])[0].encode("utf-8")
+        if not given:
+            auth = headers.get("Authorization", "")
+            raw = auth[7:].strip() if auth.lower().startswith("bearer ") else headers.get("X-Preview-Token", "")
+            try:
+                given = raw.encode("latin-1")
+            except UnicodeEncodeError:
+                given = raw.encode("utf-8")
+        return bool(given) and hmac.compare_digest(given, self._token.encode("utf-8"))
 
     def close(self) -> None:
         """Stop serving: every client connection ends (within a few seconds for a stalled one), threads joined."""
@@ -281,4 +344,5 @@ class PreviewServer(PreviewState):
 MjpegServer = PreviewServer  # the 0.3 name: same constructor, ``update`` and ``wait_frame``
 
 
-__all__ = ["BOUNDARY", "DEFAULT_HOST", "MjpegServer", "PAGE", "PreviewHandler", "PreviewServer"]
+__all__ = ["BOUNDARY", "DEFAULT_HOST", "HEADER_DEADLINE_S", "MAX_CLIENTS", "MjpegServer", "PAGE", "PreviewHandler",
+           "PreviewServer"]
