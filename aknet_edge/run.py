@@ -104,8 +104,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--triton-url", metavar="HOST:PORT", help="with --backend triton: the gRPC endpoint of the Triton "
                    "server serving the repository build --triton-repo wrote")
     p.add_argument("--triton-sequence-base", type=int, default=d["triton_sequence_base"], metavar="N",
-                   help="Triton correlation id of the first stream (stream i uses N + i): give each edge device "
-                        "sharing a server its own range (default %(default)s)")
+                   help="Triton correlation id of the first stream (stream i uses N + i; default: a random 64-bit "
+                        "base per run, so devices sharing a server never mix their cameras)")
     p.add_argument("--jsonl", metavar="FILE", help="write results and events as JSON Lines ('-' = stdout)")
     p.add_argument("--output-video", metavar="FILE",
                    help=f"write the annotated video ({listing(FOURCC)}); with several sources one file per "
@@ -165,7 +165,10 @@ def stream_args(args: argparse.Namespace) -> List[Tuple[str, str]]:
 def check_args(args: argparse.Namespace) -> None:
     """Every numeric option's range and every output's place, before a package, backend or source opens."""
     check_number("--threads", args.threads, minimum=1, whole=True)
-    check_number("--triton-sequence-base", args.triton_sequence_base, minimum=1, whole=True, optional=False)
+    from aknet_edge.runtime.triton_client import MAX_CORRID
+
+    check_number("--triton-sequence-base", args.triton_sequence_base, minimum=1, maximum=MAX_CORRID - 65536,
+                 whole=True)
     if (args.backend == "triton") != (args.triton_url is not None):
         raise ConfigError("--backend triton needs --triton-url HOST:PORT, and --triton-url needs --backend triton")
     if args.triton_url is not None:

@@ -30,6 +30,7 @@ PARAM_LABELS = "aknet_labels"
 PARAM_PREPROCESSING = "aknet_preprocessing"
 PARAM_COLOR = "aknet_input_color"
 PARAM_MANIFEST = "aknet_manifest_sha256"
+PARAM_PACKAGE = "aknet_package"  # the package folder's name the repository was written from (for messages)
 PARAM_MODE = "aknet_stream_mode"
 STREAM_MODE = "carried"
 
@@ -39,3 +40,13 @@ TRITON_DTYPES: Dict[str, str] = {
     "int32": "TYPE_INT32", "int8": "TYPE_INT8", "uint8": "TYPE_UINT8", "uint64": "TYPE_UINT64", "bool": "TYPE_BOOL",
 }
 COLORS = ("RGB", "BGR")  # the colour orders aknet_stream takes frames in
+
+
+def mode_unavailable(model: str) -> str:
+    """What the repository writer and the Triton client both say when a mode cannot be served (one wording)."""
+    if model == STREAM_MODEL:
+        return (f"per-frame streaming ({STREAM_MODEL}) is not in this repository: it needs the package's "
+                "frame_encoder/clip_head graphs; run whole clips (--no-incremental, served by "
+                f"{CLIP_MODEL}) or write the repository from a package with split graphs")
+    return (f"whole clips ({CLIP_MODEL}) are not in this repository; run per-frame streaming (the default, "
+            f"served by {STREAM_MODEL}) or write the repository with {CLIP_MODEL}")

@@ -46,8 +46,8 @@ from .errors import AknetError, ConfigError, DependencyError
 from .io_utils import os_error_reason
 from .triton_contract import (CLIP_MODEL, COLORS, CORRID, CORRID_OUTPUT, COUNT_STATE, IMAGE_INPUT,  # noqa: F401
                               LABELS_FILE, MANIFEST_FILE, MARKER, MODEL_VERSION, PARAM_COLOR, PARAM_LABELS,
-                              PARAM_MANIFEST, PARAM_MODE, PARAM_PREPROCESSING, READY, RING_STATE, START, STEPS_OUTPUT,
-                              STREAM_MODE, STREAM_MODEL, TRITON_DTYPES)
+                              PARAM_MANIFEST, PARAM_MODE, PARAM_PACKAGE, PARAM_PREPROCESSING, READY, RING_STATE,
+                              START, STEPS_OUTPUT, STREAM_MODE, STREAM_MODEL, TRITON_DTYPES, mode_unavailable)
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +139,8 @@ class StreamSpec:
     def of(cls, package: pk.Package) -> "StreamSpec":
         enc, head = package.io(graph_io.FRAME_ENCODER), package.io(graph_io.CLIP_HEAD)
         if enc is None or head is None:
-            raise TritonRepoError(f"{package.root} has no frame_encoder/clip_head graphs: aknet_stream needs them; "
-                                  "rebuild the package with this aknet_edge, or write only aknet_clip (stream=False)")
+            raise TritonRepoError(f"{package.root}: {mode_unavailable(STREAM_MODEL)} (or write only {CLIP_MODEL}: "
+                                  "stream=False)")
         feats = next(t for t in enc.outputs if t.name == graph_io.FEATURES)
         spec = package.clip_spec
         return cls(spec.frames, spec.size, feats.static_shape,
@@ -301,7 +301,7 @@ def _instances(opts: TritonRepoOptions) -> str:
 
 
 def _common_params(package: pk.Package, opts: TritonRepoOptions, manifest_sha: str) -> Dict[str, str]:
-    p = {PARAM_LABELS: json.dumps(package.labels), PARAM_MANIFEST: manifest_sha,
+    p = {PARAM_LABELS: json.dumps(package.labels), PARAM_MANIFEST: manifest_sha, PARAM_PACKAGE: package.root.name,
          PARAM_PREPROCESSING: json.dumps(package.manifest.preprocessing.to_dict(), sort_keys=True)}
     if opts.threads is not None:
         p["intra_op_thread_count"] = str(opts.threads)  # read by Triton's onnxruntime backend
@@ -455,7 +455,7 @@ def write_triton_repo(package_dir: "str | os.PathLike[str]", out_dir: "str | os.
         # aknet_stream
         if opts.stream:
             if package.io(graph_io.FRAME_ENCODER) is None:
-                repo.notes.append(f"aknet_stream not written: {package.root} has no frame_encoder/clip_head graphs")
+                repo.notes.append(f"aknet_stream not written for {package.root}: {mode_unavailable(STREAM_MODEL)}")
             else:
                 d = model_dir(STREAM_MODEL)
                 onnx = _onnx()

@@ -55,7 +55,9 @@ class Backend:
       pipeline overlaps one step's head with the next step's encoding;
     * ``streams_frames`` -- per-frame streaming with server-side state: the pipeline sends each grid
       sample's frame with :meth:`step_many` and calls :meth:`restart` on a grid restart (Triton);
-    * ``max_streams`` -- the most cameras one step may batch (None: no limit).
+    * ``max_streams`` -- the most cameras one step may batch (None: no limit);
+    * ``whole_clips`` -- ``infer_clip`` is served; ``remote`` -- a server runs the model (``stats()``), and
+      its ``infer_clip``/``step_many`` answer None while it is unreachable (the windows are skipped).
 
     A backend is a context manager: what it acquired (sessions, engines, channels) is released on exit
     (or :meth:`close`), also after an error in the middle of a run.
@@ -65,6 +67,8 @@ class Backend:
     batches = True
     concurrent_roles = False
     streams_frames = False
+    whole_clips = True  # infer_clip is served (a Triton repository may hold only aknet_stream)
+    remote = False  # a server runs the model: ``stats()`` reports its state and counters
     # the keyword options open_backend passes on to this backend (anything else is an error naming it)
     options: Tuple[str, ...] = ()
 

@@ -58,6 +58,7 @@ import numpy as np
 from aknet_edge import package as packaging
 from aknet_edge.errors import ConfigError
 from aknet_edge.preprocess import preprocess_frame
+from aknet_edge.triton_contract import CLIP_MODEL, mode_unavailable
 
 from .backend_choice import open_backend
 from .backends import Backend, ClipOutput
@@ -100,7 +101,7 @@ class RecognizerOptions:
     # per grid sample; a camera's correlation id there is triton_sequence_base + triton_camera + its index
     triton_url: Optional[str] = None  # HOST:PORT of the server's gRPC endpoint
     triton_camera: int = 0
-    triton_sequence_base: int = 1
+    triton_sequence_base: Optional[int] = None  # None: random per run (two devices sharing a server never collide)
     stride_s: Optional[float] = None  # None: one sample period (span_s / (frames - 1))
     # event settings: one source of defaults, EventConfig's
     smoothing: str = EventConfig.smoothing
@@ -373,6 +374,8 @@ class Pipeline(ResultQueue):
         check_stream_count(backend, sum(per_camera), self.package_dir)  # lanes one step may batch
         # a server that keeps the window per frame (incremental=False: whole clips there)
         self.streams_frames = backend.streams_frames and opts.incremental is not False
+        if backend.remote and not self.streams_frames and not backend.whole_clips:  # whole clips asked for
+            raise ConfigError(mode_unavailable(CLIP_MODEL))
         self.incremental = backend.has_split if opts.incremental is None else bool(opts.incremental)
         if self.incremental and not backend.has_split:
             raise ConfigError(f"incremental mode needs the split graphs, which {self.package.root} lacks for "
@@ -436,7 +439,7 @@ class Pipeline(ResultQueue):
         else:
             total = next(iter(per.values()))
         out = PipelineStats(**asdict(total), streams=per)
-        if self.streams_frames and self.backend is not None:
+        if self.backend is not None and self.backend.remote:
             out.server = self.backend.stats().to_dict()
         return out
 
@@ -649,6 +652,10 @@ class Pipeline(ResultQueue):
         """One call for every window that became full in a step, then each window's result."""
         assert self.backend is not None
         out = self.backend.head(batch) if self.incremental else self.backend.infer_clip(batch)
+        if out is None:  # a remote backend's server is unreachable (reported through its state): skip them
+            for job in jobs:
+                job.lane.telemetry.skipped_windows += 1
+            return
         for i, job in enumerate(jobs):
             one = ClipOutput(out.logits[i:i + 1], out.keypoints[i:i + 1], out.keypoint_scores[i:i + 1])
             self._head_one(job.lane, one, job.samples, job.newest)

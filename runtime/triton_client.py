@@ -32,6 +32,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from aknet_edge import graph_io
+from aknet_edge import package as pk
 from aknet_edge import triton_contract as tr
 from aknet_edge.errors import AknetError, ConfigError, DependencyError, InputShapeError
 from aknet_edge.package import Package
@@ -53,6 +55,27 @@ LIVE, LOST = "live", "lost"
 _START_REQUIRED = "must specify the START flag"
 # gRPC status codes that mean "the server is not there (now)", not "the request is wrong"
 _UNREACHABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "UNKNOWN", "ABORTED", "INTERNAL")
+
+
+MAX_CORRID = (1 << 64) - 1  # Triton's correlation ids are unsigned 64-bit (0: no sequence)
+MAX_CAMERAS = 1 << 16  # lanes one client may number from its base
+
+
+def _random_base() -> int:
+    """A fresh sequence base: 47 random bits above room for 65536 cameras (two devices sharing a server collide
+    with probability about 2^-47 per pair, instead of always with a fixed default)."""
+    return (secrets.randbits(47) << 16) | 1
+
+
+def check_sequence_base(base: Optional[int]) -> int:
+    """``base`` checked against Triton's 64-bit ids (None: a random one for this run)."""
+    if base is None:
+        return _random_base()
+    if isinstance(base, bool) or not isinstance(base, (int, np.integer)) or not 1 <= int(base) <= MAX_CORRID - \
+            MAX_CAMERAS:
+        raise ConfigError(f"triton sequence base {base!r}: expected a whole number from 1 to {MAX_CORRID - MAX_CAMERAS}"
+                          " (Triton's correlation ids are 64-bit and 0 means none), or none for a random one per run")
+    return int(base)
 
 
 class TritonError(AknetError, RuntimeError):
@@ -137,6 +160,7 @@ class TritonStats:
     outages: int = 0  # times the server became unreachable
     outage_s: float = 0.0  # total time unreachable (the current outage included)
     skipped: int = 0  # steps that got no result because the server was unreachable
+    collisions: int = 0  # sequences another client fed too (its step count ran ahead of ours): moved to a new id
     bytes_sent: int = 0  # tensor payload sent (frames or clips)
     bytes_received: int = 0  # tensor payload received (logits, keypoints, scores, steps, corrid)
 
@@ -158,6 +182,8 @@ class StreamStep:
 class _Camera:
     history: Deque[np.ndarray]
     start: bool = True  # the next request starts the sequence
+    corrid: int = 0  # its correlation id on the server
+    sent: int = 0  # frames this client sent in the current sequence (the server's step count must equal it)
 
 
 class _Client:
@@ -253,12 +279,21 @@ class _Client:
         want = self.package.manifest.preprocessing.to_dict()
         if pre is None or json.loads(pre) != json.loads(json.dumps(want)):
             raise self._mismatch("preprocessing differs", pre, json.dumps(want, sort_keys=True))
+        # then the package itself: the same labels and inputs are not enough (another model, other weights) -- the manifest's hash names the package exactly
+        sha = self._param(tr.PARAM_MANIFEST)
+        mine = pk.sha256_file(self.package.root / tr.MANIFEST_FILE)
+        if sha != mine:
+            raise self._mismatch("it was written from another package", f"{self._param(tr.PARAM_PACKAGE) or '?'} "
+                                 f"(manifest sha256 {(sha or 'none recorded')[:16]})",
+                                 f"{self.package.root.name} (manifest sha256 {mine[:16]})")
 
     def _check_config(self) -> None:
         raise NotImplementedError
 
     # -- outages
-    def _lost(self, exc: BaseException) -> None:
+    def _lost(self, exc: BaseException, since: Optional[float] = None) -> None:
+        """The server failed a request; ``since``: when that request went out (a stalled server is noticed only at
+        its timeout, and that wait belongs to the outage)."""
         now = time.monotonic()
         with self._lock:
             if self._stats.state == LOST:
@@ -266,7 +301,7 @@ class _Client:
                 self._next_try = now + self.reconnect.delay(self._attempt)
                 return
             self._stats.state, self._stats.outages = LOST, self._stats.outages + 1
-            self._lost_at, self._attempt = now, 1
+            self._lost_at, self._attempt = (now if since is None else min(since, now)), 1
             self._next_try = now + self.reconnect.delay(1)
         log.warning("Triton at %s unreachable (%s: %s); retrying with backoff, recognition goes on without results",
                     self.url, _status(exc) or type(exc).__name__, _message(exc).splitlines()[0][:200])
@@ -318,13 +353,10 @@ class TritonStream(_Client):
 
     model = tr.STREAM_MODEL
 
-    def __init__(self, package: Package, url: str, model: Optional[str] = None, sequence_base: int = 1,
+    def __init__(self, package: Package, url: str, model: Optional[str] = None, sequence_base: Optional[int] = None,
                  replay: bool = True, **kwargs: Any) -> None:
         super().__init__(package, url, model, **kwargs)
-        if isinstance(sequence_base, bool) or not isinstance(sequence_base, int) or sequence_base < 1:
-            raise ConfigError(f"sequence_base={sequence_base!r}: expected a whole number >= 1 (Triton's correlation "
-                              "id 0 means no sequence)")
-        self.sequence_base = sequence_base
+        self.sequence_base = check_sequence_base(sequence_base)
         self.replay = replay
         spec = package.clip_spec
         self.frames, self.size = spec.frames, spec.size
@@ -354,7 +386,13 @@ class TritonStream(_Client):
             raise self._mismatch("no sequence batcher", "none", "sequence_batching with implicit state")
 
     def corrid(self, camera: int) -> int:
-        return self.sequence_base + int(camera)
+        cam = self._camera(camera)
+        if not cam.corrid:
+            cam.corrid = self.sequence_base + int(camera)
+            if cam.corrid > MAX_CORRID:
+                raise ConfigError(f"camera {camera}: correlation id {cam.corrid} exceeds Triton's 64 bits; use a "
+                                  f"smaller sequence base (at most {MAX_CORRID - MAX_CAMERAS})")
+        return cam.corrid
 
     def restart(self, camera: int = 0) -> None:
         """The camera's next frame starts a new sequence (a grid restart at the edge): its history is dropped."""
@@ -400,13 +438,32 @@ class TritonStream(_Client):
         with self._lock:
             self._stats.requests += 1
             self._stats.bytes_received += sum(a.nbytes for a in arrays.values())
+        cam = self._camera(camera)
+        if steps != cam.sent:  # another client feeds (or restarted) this sequence: its frames are mixed with ours
+            self._collision(camera, cam, steps)
+            return StreamStep(camera, steps, None, restarted)
         out = Backend._outputs(arrays) if steps >= self.frames else None
         return StreamStep(camera, steps, out, restarted)
+
+    def _collision(self, camera: int, cam: _Camera, steps: int) -> None:
+        """Detected: the server counted ``steps`` frames in a sequence this client sent ``cam.sent`` to. The camera
+        moves to a fresh random correlation id and starts again (with its replay); the window's scores are dropped."""
+        old = cam.corrid
+        cam.corrid = _random_base() + int(camera)
+        cam.start = True
+        with self._lock:
+            self._stats.collisions += 1
+        log.warning("Triton sequence %d (camera %d) was fed by another client too (the server counted %d frames, "
+                    "this client sent %d); moved to sequence %d. Two devices sharing a server must not share "
+                    "correlation ids: leave --triton-sequence-base unset (random per run) or give each its own",
+                    old, camera, steps, cam.sent, cam.corrid)
 
     def _send(self, camera: int, frame: np.ndarray, start: bool) -> Any:
         inputs, outputs, kw = self._request(camera, frame, start)
         with self._lock:
             self._stats.bytes_sent += frame.nbytes
+        cam = self._camera(camera)
+        cam.sent = 1 if start else cam.sent + 1
         return self.client.infer(self.model, inputs, outputs=outputs, **kw)
 
     def _start_sequence(self, camera: int, frame: np.ndarray, dropped: bool) -> Any:
@@ -442,6 +499,7 @@ class TritonStream(_Client):
                 self._camera(c).history.append(f)
             return [None] * len(items)
         results: List[Optional[StreamStep]] = [None] * len(items)
+        sent_at = time.monotonic()
         try:
             pending = self._send_all(cams, frames)
             for i, (c, f) in enumerate(zip(cams, frames)):
@@ -462,7 +520,7 @@ class TritonStream(_Client):
                 if isinstance(exc, AknetError):
                     raise
                 raise TritonError(f"Triton at {self.url} refused {self.model}'s request: {_message(exc)}") from None
-            self._lost(exc)
+            self._lost(exc, since=sent_at)
             with self._lock:
                 self._stats.skipped += sum(r is None for r in results)
             for (c, f), r in zip(zip(cams, frames), results):
@@ -487,6 +545,7 @@ class TritonStream(_Client):
 
             with self._lock:
                 self._stats.bytes_sent += f.nbytes
+            self._camera(c).sent += 1
             self.client.async_infer(self.model, inputs, callback, outputs=outputs, **kw)
             sent.append(i)
         deadline = time.monotonic() + self.timeout_s + 1.0
@@ -523,12 +582,13 @@ class TritonClip(_Client):
         clip = np.ascontiguousarray(clip, dtype=np.float32)
         inp = g.InferInput(graph_io.CLIP_INPUT, list(clip.shape), "FP32")
         inp.set_data_from_numpy(clip)
+        sent_at = time.monotonic()
         try:
             res = self.client.infer(self.model, [inp], outputs=[g.InferRequestedOutput(n) for n in self._output_names],
                                     client_timeout=self.timeout_s)
         except Exception as exc:
             if _unreachable(exc):
-                self._lost(exc)
+                self._lost(exc, since=sent_at)
                 raise TritonUnavailableError(f"Triton at {self.url} became unreachable: {_message(exc)}") from None
             raise TritonError(f"Triton at {self.url} refused {self.model}'s request: {_message(exc)}") from None
         arrays = {n: res.as_numpy(n) for n in self._output_names}
@@ -548,29 +608,56 @@ class TritonBackend(Backend):
     """
 
     name = "triton"
-    streams_frames = True
+    streams_frames = True  # per instance: False when the repository has no aknet_stream
+    remote = True
     options = ("url", "camera", "sequence_base", "timeout_s", "reconnect", "on_state")
 
-    def __init__(self, package: Package, url: str, camera: int = 0, sequence_base: int = 1,
+    def __init__(self, package: Package, url: str, camera: int = 0, sequence_base: Optional[int] = None,
                  timeout_s: float = 5.0, reconnect: Optional[ReconnectPolicy] = None,
                  on_state: Optional[Callable[[str, Dict[str, Any]], None]] = None) -> None:
         super().__init__(package, "fp32")
         self.camera = camera
-        self.stream = TritonStream(package, url, sequence_base=sequence_base, timeout_s=timeout_s,
-                                   reconnect=reconnect, on_state=on_state).connect()
+        kw: Dict[str, Any] = dict(timeout_s=timeout_s, reconnect=reconnect, on_state=on_state)
+        self.stream: Optional[TritonStream] = None
         self.clip: Optional[TritonClip] = None
+        why: List[str] = []
         try:
-            self.clip = TritonClip(package, url, timeout_s=timeout_s, reconnect=reconnect).connect()
-        except TritonUnavailableError as exc:  # a stream-only repository
-            log.info("Triton at %s: no %s (%s); whole clips are not available", url, tr.CLIP_MODEL, exc)
+            self.stream = TritonStream(package, url, sequence_base=sequence_base, **kw).connect()
+        except TritonUnavailableError as exc:  # a clip-only repository (or none at all: raised below)
+            why.append(str(exc))
+        try:
+            self.clip = TritonClip(package, url, **kw).connect()
+        except TritonUnavailableError as exc:
+            why.append(str(exc))
+        if self.stream is None and self.clip is None:
+            raise TritonUnavailableError("; ".join(why))
+        self.streams_frames = self.stream is not None
+        self.whole_clips = self.clip is not None
+        if self.stream is None:
+            log.info("Triton at %s: %s", url, tr.mode_unavailable(tr.STREAM_MODEL))
+        if self.clip is None:
+            log.info("Triton at %s: %s", url, tr.mode_unavailable(tr.CLIP_MODEL))
         self.has_split = False  # the split graphs run on the server, inside aknet_stream
 
     @property
     def state(self) -> str:
-        return self.stream.state
+        return (self.stream or self.clip).state  # type: ignore[union-attr]
 
     def stats(self) -> TritonStats:
-        return self.stream.stats()
+        """The counters of the client in use: the stream's, or the clip's when whole clips run."""
+        if self.stream is not None and (self.clip is None or self.stream.stats().requests
+                                        or not self.clip.stats().requests):
+            return self.stream.stats()
+        assert self.clip is not None
+        return self.clip.stats()
+
+    def infer_clip(self, clip: np.ndarray) -> Optional[ClipOutput]:  # type: ignore[override]
+        """Whole clips through aknet_clip; None while the server is unreachable (the outage is reported through
+        ``on_state`` and retried with backoff; the windows meanwhile are skipped), as the streaming mode does."""
+        try:
+            return super().infer_clip(clip)
+        except TritonUnavailableError:
+            return None
 
     def step(self, image: np.ndarray, color: str = "BGR", camera: Optional[int] = None) -> Optional[ClipOutput]:
         """One grid sample; the window's scores when the server's window is full (None otherwise, or while lost)."""
@@ -579,25 +666,29 @@ class TritonBackend(Backend):
 
     def step_many(self, items: List[Tuple[int, np.ndarray, str]]) -> List[Optional[ClipOutput]]:
         """One grid sample each for several cameras, sent together (the server batches them)."""
+        assert self.stream is not None
         return [None if res is None else res.output for res in self.stream.step_many(items)]
 
     def restart(self, camera: Optional[int] = None) -> None:
+        assert self.stream is not None
         self.stream.restart(self.camera if camera is None else camera)
 
     def _run(self, role: str, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         if role != graph_io.CLIP or self.clip is None:
-            raise TritonError(f"the Triton backend runs {tr.STREAM_MODEL} per frame and {tr.CLIP_MODEL} for whole "
+            raise TritonError(tr.mode_unavailable(tr.CLIP_MODEL) if role == graph_io.CLIP else
+                              f"the Triton backend runs {tr.STREAM_MODEL} per frame and {tr.CLIP_MODEL} for whole "
                               f"clips; {role} is not served")
         out = self.clip.infer(feed[graph_io.CLIP_INPUT])
         return {graph_io.LOGITS: out.logits, graph_io.KEYPOINTS: out.keypoints,
                 graph_io.KEYPOINT_SCORES: out.keypoint_scores}
 
     def close(self) -> None:
-        self.stream.close()
+        if self.stream is not None:
+            self.stream.close()
         if self.clip is not None:
             self.clip.close()
         super().close()
 
 
-__all__ = ["LIVE", "LOST", "StreamStep", "TritonBackend", "TritonClip", "TritonError", "TritonModelMismatchError",
+__all__ = ["LIVE", "LOST", "MAX_CORRID", "StreamStep", "check_sequence_base", "TritonBackend", "TritonClip", "TritonError", "TritonModelMismatchError",
            "TritonStats", "TritonStream", "TritonUnavailableError", "parse_url", "resize_like_preprocess"]

@@ -195,3 +195,15 @@ def test_one_stats_type_for_one_or_many_streams():
     assert sorted(s2.streams) == ["a", "b"]
     assert s2.results == sum(s.results for s in s2.streams.values()) == 2 * s1.results
     assert s2.frames == 90 and s2.to_dict()["frames"] == 90
+
+
+def test_a_triton_sequence_base_beyond_64_bits_is_one_cli_error():
+    import subprocess
+    import sys
+
+    for bad in ("18446744073709551616", "0"):
+        proc = subprocess.run([sys.executable, "-m", "aknet_edge.run", "--backend", "triton", "--triton-url",
+                               "127.0.0.1:1", "--triton-sequence-base", bad, "--package", str(PKG)],
+                              capture_output=True, text=True, timeout=60)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and lines[-1].startswith("error: --triton-sequence-base"), proc.stderr

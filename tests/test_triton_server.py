@@ -330,3 +330,91 @@ def test_a_server_outage_shows_in_json_lines_events_and_telemetry(server, tmp_pa
     assert any(x["type"] == "event" and x.get("reason") == "server lost" for x in lines[lost_at:])
     assert any(x["type"] == "result" for x in lines[lines.index(server_lines[1]):])
     assert snap.server["outages"] == 1 and snap.server["state"] == "live" and len(results) > 5
+
+
+@needs_wiring
+def test_whole_clip_mode_survives_the_server_going_away_too(server, tmp_path):
+    """--no-incremental (aknet_clip): the same server lines, "server lost" event ends and resumed results as the
+    default streaming mode, not the end of the run."""
+    import json
+    import os
+    import signal
+
+    from aknet_edge.runtime.recognizer import Recognizer
+    from aknet_edge.runtime.sources import ArraySource
+
+    out = tmp_path / "out.jsonl"
+    frames = _footage(7, 180)
+
+    def chaos():
+        time.sleep(3.0)
+        os.kill(server.proc.pid, signal.SIGSTOP)  # a stalled server first: requests time out
+        time.sleep(2.0)
+        server.kill()
+        time.sleep(0.3)
+        server.start()
+
+    rec = Recognizer(PACKAGE, ArraySource(frames, color="BGR", speed=1.0), backend="triton", jsonl=str(out),
+                     triton_url=server.grpc_url, incremental=False, enter=0.0, exit=0.0)
+    t = threading.Thread(target=chaos)
+    with rec:
+        t.start()
+        results = list(rec)
+        snap = rec.stats()
+    t.join()
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    _valid_jsonl(lines)
+    server_lines = [x for x in lines if x["type"] == "server"]
+    assert [x["state"] for x in server_lines] == ["lost", "restored"]
+    # the stall is in the outage: it began when the request that timed out went out, not at its timeout
+    assert server_lines[1]["outage_s"] >= 2.0
+    lost_at = lines.index(server_lines[0])
+    assert any(x["type"] == "event" and x.get("reason") == "server lost" for x in lines[lost_at:])
+    assert any(x["type"] == "result" for x in lines[lines.index(server_lines[1]):])
+    assert snap.server["outages"] == 1 and snap.skipped_windows > 0 and len(results) > 5
+
+
+def test_the_client_refuses_a_repository_written_from_another_package(server, package, tmp_path):
+    other = tmp_path / "same-labels-other-weights"
+    shutil.copytree(PACKAGE, other)
+    manifest = other / pk.MANIFEST
+    manifest.write_text(manifest.read_text() + "\n")  # another package: same labels, inputs and graphs' names
+    with pytest.raises(tc.TritonModelMismatchError, match=r"written from another package.*package-0.2.0.*"
+                                                          r"same-labels-other-weights"):
+        tc.TritonStream(pk.load(other), server.grpc_url).connect()
+    with pytest.raises(tc.TritonModelMismatchError, match="written from another package"):
+        tc.TritonClip(pk.load(other), server.grpc_url).connect()
+
+
+def test_two_devices_with_default_ids_never_mix_and_a_collision_is_detected(server, package, caplog):
+    rng = np.random.default_rng(9)
+    frames = [rng.integers(0, 256, (112, 112, 3), dtype=np.uint8) for _ in range(12)]
+    a = tc.TritonStream(package, server.grpc_url).connect()
+    b = tc.TritonStream(package, server.grpc_url).connect()
+    assert a.corrid(0) != b.corrid(0)  # random bases per run
+    for k in range(10):  # interleaved, camera 0 on both devices
+        ra, rb = a.step(0, frames[k]), b.step(0, frames[k])
+        assert ra.steps == rb.steps == k + 1
+    assert a.stats().collisions == b.stats().collisions == 0
+    # forced onto the same ids (an operator's mistake): detected, counted, and both move on to fresh ids
+    c = tc.TritonStream(package, server.grpc_url, sequence_base=4242).connect()
+    d = tc.TritonStream(package, server.grpc_url, sequence_base=4242).connect()
+    for k in range(10):
+        c.step(0, frames[k])
+        d.step(0, frames[k])
+    assert c.stats().collisions + d.stats().collisions >= 1
+    assert c.corrid(0) != d.corrid(0)
+    assert [r for r in caplog.records if "fed by another client" in r.getMessage()]
+    rc, rd = c.step(0, frames[10]), d.step(0, frames[10])
+    assert rc.steps >= 1 and rd.steps >= 1 and rc.steps == c._camera(0).sent and rd.steps == d._camera(0).sent
+    for s in (a, b, c, d):
+        s.close()
+
+
+def test_correlation_ids_are_bound_checked():
+    from aknet_edge.errors import ConfigError
+
+    for bad in (0, -1, 2 ** 64, 2 ** 64 - 1, 1.5, True):
+        with pytest.raises(ConfigError, match="64-bit"):
+            tc.check_sequence_base(bad)
+    assert 1 <= tc.check_sequence_base(None) <= tc.MAX_CORRID
