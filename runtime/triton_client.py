@@ -364,7 +364,7 @@ class TritonStream(_Client):
         self._cameras: Dict[int, _Camera] = {}
         head = package.io(graph_io.CLIP_HEAD)
         if head is None:
-            raise TritonModelMismatchError(f"{package.root} has no clip head: it cannot be served as {self.model}")
+            raise TritonModelMismatchError(f"{package.root}: {tr.mode_unavailable(tr.STREAM_MODEL)}")
         self._outputs = [t.name for t in head.outputs]
         self._head = head
 
@@ -621,10 +621,13 @@ class TritonBackend(Backend):
         self.stream: Optional[TritonStream] = None
         self.clip: Optional[TritonClip] = None
         why: List[str] = []
-        try:
-            self.stream = TritonStream(package, url, sequence_base=sequence_base, **kw).connect()
-        except TritonUnavailableError as exc:  # a clip-only repository (or none at all: raised below)
-            why.append(str(exc))
+        if package.io(graph_io.CLIP_HEAD) is None:  # no split graphs: the writer left aknet_stream out too
+            why.append(f"{package.root}: {tr.mode_unavailable(tr.STREAM_MODEL)}")
+        else:
+            try:
+                self.stream = TritonStream(package, url, sequence_base=sequence_base, **kw).connect()
+            except TritonUnavailableError as exc:  # a clip-only repository (or none at all: raised below)
+                why.append(str(exc))
         try:
             self.clip = TritonClip(package, url, **kw).connect()
         except TritonUnavailableError as exc:

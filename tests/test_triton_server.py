@@ -418,3 +418,37 @@ def test_correlation_ids_are_bound_checked():
         with pytest.raises(ConfigError, match="64-bit"):
             tc.check_sequence_base(bad)
     assert 1 <= tc.check_sequence_base(None) <= tc.MAX_CORRID
+
+
+@needs_wiring
+def test_a_repository_with_only_aknet_clip_runs_in_the_mode_it_serves(tmp_path):
+    """A package without split graphs: the writer leaves out aknet_stream and says why; --backend triton then runs
+    whole clips (auto), equal to local ONNX Runtime, and refuses nothing it can serve."""
+    from aknet_edge import graph_io
+    from aknet_edge.runtime.recognizer import Recognizer
+    from aknet_edge.runtime.sources import ArraySource
+
+    clip_only = tmp_path / "clip_only"
+    clip_only.mkdir()
+    package = pk.load(PACKAGE)
+    shutil.copy(PACKAGE / "model.fp32.onnx", clip_only)
+    m = package.manifest
+    pk.write(clip_only, m.replace(io={graph_io.CLIP: m.io[graph_io.CLIP]},
+                                  variants=tuple(v for v in m.variants if v.role == graph_io.CLIP)))
+    repo = tr.write_triton_repo(clip_only, tmp_path / "repo", instance_kind="cpu", threads=1)
+    assert set(repo.models) == {tr.CLIP_MODEL} and tr.mode_unavailable(tr.STREAM_MODEL) in repo.notes[0]
+    srv = triton_server.TritonServer(tmp_path / "repo", tmp_path)
+    try:
+        srv.start()
+    except RuntimeError as exc:
+        pytest.skip(f"tritonserver did not start here: {exc}")
+    try:
+        frames = _footage(8, 45)
+        remote = _results(Recognizer(clip_only, ArraySource(frames, color="BGR"), backend="triton",
+                                     triton_url=srv.grpc_url))
+        local = _results(Recognizer(clip_only, ArraySource(frames, color="BGR"), incremental=False))
+        assert len(remote) == len(local) > 0
+        for (t1, l1, c1, _), (t2, l2, c2, _) in zip(remote, local):
+            assert t1 == t2 and l1 == l2 and abs(c1 - c2) < 1e-3
+    finally:
+        srv.stop()
