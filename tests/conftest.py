@@ -35,6 +35,7 @@ DEVICE_TESTS = {
     "test_start_outage.py": "*",       # a camera down at start does not stop the others
     "test_secrets.py": "*",            # camera credentials in no output
     "test_preview_security.py": "*",   # the page under attack: rebinding, trickling clients, tokens
+    "test_image_encodings.py": "*",    # every sensor_msgs encoding a camera driver publishes
     "test_runtime_incremental.py": [
         "test_every_window_equals_whole_clip",
         "test_grid_sampler_picks_nearest_frame_and_survives_drops",

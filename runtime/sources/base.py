@@ -269,7 +269,8 @@ class Source:
                         log.debug("%s: grab failed: %s", self.uri, exc)
                         got = None
                         if not self.live:
-                            self._fail(SourceError(f"{self.uri}: read failed: {exc}"))
+                            self._fail(exc if isinstance(exc, SourceError) else
+                                       SourceError(f"{self.uri}: read failed: {exc}"))
                             return
                     if got is not None:
                         attempt = 0

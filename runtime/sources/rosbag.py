@@ -26,17 +26,13 @@ import numpy as np
 
 from aknet_edge.errors import DependencyError
 
-from .base import Source, SourceOpenError
+from .base import Source, SourceError, SourceOpenError
+from .image_encodings import COMPRESSED, IMAGE, IMAGE_TYPES, UnsupportedEncoding, decode_image
 from .options import RosbagOptions, SourceOptions
 
 log = logging.getLogger(__name__)
 
 SCHEME = "rosbag2"
-IMAGE = "sensor_msgs/msg/Image"
-COMPRESSED = "sensor_msgs/msg/CompressedImage"
-IMAGE_TYPES = (IMAGE, COMPRESSED)
-_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8UC1": 1, "8UC3": 3, "mono16": 1,
-             "16UC1": 1, "bayer_rggb8": 1, "bayer_bggr8": 1, "bayer_gbrg8": 1, "bayer_grbg8": 1}
 
 
 def _rosbags() -> Any:
@@ -145,6 +141,11 @@ class RosbagSource(Source):
     def _open(self) -> None:
         self._reader = _open_reader(self._rb, self.path)
         conns = [c for c in self._reader.connections if c.topic == self.topic]
+        if sum(int(getattr(c, "msgcount", 1)) for c in conns) == 0:  # say so: a run of 0 frames is no answer
+            self._reader.close()
+            self._reader = None
+            raise SourceOpenError(f"{self.uri}: topic {self.topic} has no messages in this bag (it is empty); "
+                                  "record the camera's topic, or pick another with ?topic=...")
         self._messages = self._reader.messages(connections=conns)
         self._origin = None
 
@@ -154,6 +155,8 @@ class RosbagSource(Source):
             try:
                 msg = self._store.deserialize_cdr(raw, conn.msgtype)
                 image = decode_image(msg, conn.msgtype)
+            except UnsupportedEncoding as exc:  # every frame of the topic would fail: one error, not 0 frames
+                raise SourceError(f"{self.uri}: topic {self.topic}: {exc}") from None
             except Exception as exc:
                 log.debug("%s: message at %d does not decode: %s", self.uri, log_ns, exc)
                 image = None
@@ -186,44 +189,9 @@ def _stamp_ns(msg: Any) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
-def decode_image(msg: Any, msgtype: str) -> Optional[np.ndarray]:
-    """A ``sensor_msgs`` Image or CompressedImage as a BGR uint8 frame (None if it does not decode)."""
-    import cv2
-
-    if msgtype == COMPRESSED:
-        data = np.frombuffer(bytes(msg.data), np.uint8)
-        return cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    enc = str(msg.encoding)
-    ch = _CHANNELS.get(enc)
-    if ch is None:
-        raise ValueError(f"unsupported Image encoding {enc!r}; expected one of {', '.join(_CHANNELS)}")
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    depth = 2 if enc in ("mono16", "16UC1") else 1
-    buf = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data.tobytes(), np.uint8)
-    if h <= 0 or w <= 0 or step < w * ch * depth or buf.size < h * step:
-        return None
-    rows = buf[: h * step].reshape(h, step)[:, : w * ch * depth]
-    if depth == 2:
-        px = rows.copy().view(">u2" if msg.is_bigendian else "<u2").reshape(h, w)
-        return cv2.cvtColor((px >> 8).astype(np.uint8), cv2.COLOR_GRAY2BGR)
-    px = rows.reshape(h, w, ch) if ch > 1 else rows.reshape(h, w)
-    if enc == "rgb8":
-        return cv2.cvtColor(px, cv2.COLOR_RGB2BGR)
-    if enc == "rgba8":
-        return cv2.cvtColor(px, cv2.COLOR_RGBA2BGR)
-    if enc == "bgra8":
-        return cv2.cvtColor(px, cv2.COLOR_BGRA2BGR)
-    if enc.startswith("bayer_"):
-        code = {"rggb": cv2.COLOR_BayerBG2BGR, "bggr": cv2.COLOR_BayerRG2BGR, "gbrg": cv2.COLOR_BayerGR2BGR,
-                "grbg": cv2.COLOR_BayerGB2BGR}[enc[6:10]]
-        return cv2.cvtColor(np.ascontiguousarray(px), code)
-    if ch == 1:
-        return cv2.cvtColor(np.ascontiguousarray(px), cv2.COLOR_GRAY2BGR)
-    return np.ascontiguousarray(px)
-
-
 def rosbag_source(uri: str, options: Mapping[str, Any], query: str = "") -> RosbagSource:
     return RosbagSource(uri, options=RosbagOptions.parse(options, query, source=uri))
 
 
-__all__ = ["IMAGE_TYPES", "RosbagSource", "decode_image", "expand_rosbag", "image_topics", "rosbag_source"]
+__all__ = ["COMPRESSED", "IMAGE", "IMAGE_TYPES", "RosbagSource", "decode_image", "expand_rosbag", "image_topics",
+           "rosbag_source"]
