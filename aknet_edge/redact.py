@@ -15,11 +15,13 @@ import re
 from typing import Any, Dict
 
 MASK = "***"
-# query or option keys whose values are secrets (matched case-insensitively, whole key)
+# query or option keys whose values are secrets (whole key, lower case or capitalised)
 SECRET_KEYS = ("password", "passwd", "pass", "pwd", "token", "secret", "key", "auth", "apikey", "api_key",
                "access_token", "sig", "signature", "credentials")
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s/]*)@")
-_QUERY = re.compile(r"(?P<lead>[?&;\s])(?P<key>" + "|".join(SECRET_KEYS) + r")=(?P<val>[^&;\s\"']*)", re.IGNORECASE)
+# lower case or capitalised (``password=``, ``Password=``): an all-caps ``KEY=VALUE`` is a placeholder in our help
+_KEYS = "|".join(k for key in SECRET_KEYS for k in (key, key.capitalize()))
+_QUERY = re.compile(r"(?P<lead>[?&;\s])(?P<key>" + _KEYS + r")=(?P<val>[^&;\s\"']*)")
 
 
 def redact(text: Any) -> str:
