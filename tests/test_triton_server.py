@@ -26,6 +26,7 @@ from aknet_edge.runtime.window import IncrementalEncoder
 
 sys.path.insert(0, str(Path(__file__).parent / "peers"))
 import triton_server  # noqa: E402
+from conftest import assert_valid_jsonl  # noqa: E402
 
 PACKAGE = Path(__file__).parent / "data" / "package-0.2.0"
 IDLE_S = 2.0  # the repository's sequence idle limit in these tests
@@ -281,21 +282,6 @@ def test_run_cli_refuses_an_unreachable_server_and_a_mismatched_model(server, pa
     assert "labels differ" in capsys.readouterr().err and not out.exists()  # before any result
 
 
-def _valid_jsonl(lines) -> None:
-    """Every line valid against the shipped JSON Lines schema (aknet_edge.runtime.records; skipped without
-    jsonschema)."""
-    try:
-        import jsonschema
-    except ImportError:
-        return
-    from aknet_edge.runtime import records
-
-    validator = jsonschema.Draft202012Validator(records.load_schema())
-    for line in lines:
-        errors = [e.message for e in validator.iter_errors(line)]
-        assert not errors, (line, errors)
-
-
 @needs_wiring
 def test_a_server_outage_shows_in_json_lines_events_and_telemetry(server, tmp_path):
     """The server killed mid-stream and restarted: "server" lost/restored lines, the open event ends with reason
@@ -323,7 +309,7 @@ def test_a_server_outage_shows_in_json_lines_events_and_telemetry(server, tmp_pa
         snap = rec.stats()
     t.join()
     lines = [json.loads(x) for x in out.read_text().splitlines()]
-    _valid_jsonl(lines)
+    assert_valid_jsonl(lines)
     server_lines = [x for x in lines if x["type"] == "server"]
     assert [x["state"] for x in server_lines] == ["lost", "restored"] and server_lines[1]["outage_s"] > 0.4
     lost_at = lines.index(server_lines[0])
@@ -363,7 +349,7 @@ def test_whole_clip_mode_survives_the_server_going_away_too(server, tmp_path):
         snap = rec.stats()
     t.join()
     lines = [json.loads(x) for x in out.read_text().splitlines()]
-    _valid_jsonl(lines)
+    assert_valid_jsonl(lines)
     server_lines = [x for x in lines if x["type"] == "server"]
     assert [x["state"] for x in server_lines] == ["lost", "restored"]
     # the stall is in the outage: it began when the request that timed out went out, not at its timeout
