@@ -8,9 +8,20 @@ traceback and exit non-zero.
 
 from __future__ import annotations
 
+from typing import Any
+
+from .redact import redact
+
 
 class AknetError(Exception):
-    """Base class of every error aknet_edge raises on purpose."""
+    """Base class of every error aknet_edge raises on purpose.
+
+    Its message is masked when it is made (:func:`aknet_edge.redact.redact`): a message that quotes a camera
+    URI or an option shows no password, whoever prints it (a CLI's error line, a library caller's log).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args), **kwargs)
 
 
 class ConfigError(AknetError, ValueError):

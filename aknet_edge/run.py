@@ -142,9 +142,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--track-timeout", type=float, default=d["track_timeout_s"], metavar="S",
                    help="a track without a box for S seconds ends its lane: 'track lost' (default %(default)s)")
     add_source_args(p)
-    from aknet_edge.runtime import preview
+    from aknet_edge.runtime import clips, preview, prom
 
     preview.add_arguments(p)  # --preview-port, --preview-host, --preview-token
+    clips.add_arguments(p)  # --event-clips DIR, --pre-roll, --post-roll, ...
+    prom.add_arguments(p)  # --metrics-port, --metrics-host, --ready-grace, --health-timeout
+    from aknet_edge.runtime import mqtt, webhook
+
+    mqtt.add_arguments(p)  # --mqtt URL, --mqtt-ca, --mqtt-results-every, --mqtt-spool, --mqtt-spool-max-mb, ...
+    webhook.add_arguments(p)  # --webhook URL (repeatable), --webhook-secret
+    from . import site_config
+
+    site_config.add_arguments(p)  # --config FILE, --print-config, --check-config
     return p
 
 
@@ -165,9 +174,9 @@ def stream_args(args: argparse.Namespace) -> List[Tuple[str, str]]:
 def check_args(args: argparse.Namespace) -> None:
     """Every numeric option's range and every output's place, before a package, backend or source opens."""
     check_number("--threads", args.threads, minimum=1, whole=True)
-    from aknet_edge.runtime.triton_client import MAX_CORRID
+    from aknet_edge.runtime.triton_client import MAX_CAMERAS, MAX_CORRID
 
-    check_number("--triton-sequence-base", args.triton_sequence_base, minimum=1, maximum=MAX_CORRID - 65536,
+    check_number("--triton-sequence-base", args.triton_sequence_base, minimum=1, maximum=MAX_CORRID - MAX_CAMERAS,
                  whole=True)
     if (args.backend == "triton") != (args.triton_url is not None):
         raise ConfigError("--backend triton needs --triton-url HOST:PORT, and --triton-url needs --backend triton")
@@ -204,9 +213,15 @@ def check_args(args: argparse.Namespace) -> None:
         for name, _ in args.streams:
             path = args.output_video if len(args.streams) == 1 else stream_video_path(args.output_video, name)
             check_writable(str(path), "--output-video", create_parents=False)
-    from aknet_edge.runtime import preview
+    from aknet_edge.runtime import clips, preview, prom
 
     preview.validate(args)
+    clips.validate(args)
+    prom.validate(args)
+    from aknet_edge.runtime import mqtt, webhook
+
+    mqtt.validate(args)
+    webhook.validate(args)
     if args.plugin_libs:
         from aknet_edge.runtime.trt.plugins import load_plugin_libraries
 
@@ -214,8 +229,21 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = parser().parse_args(argv)
-    check_args(args)
+    from . import site_config
+
+    args = site_config.parse_run_args(parser, argv)  # --config FILE under the flags
+    if args.print_config:
+        print(site_config.dump(site_config.effective(parser(), args, stream_args(args))), end="")
+        return 0
+    try:
+        check_args(args)
+    except ConfigError as exc:  # a value from the file: its line and key
+        located = site_config.locate(exc, args, parser())
+        if located is exc:
+            raise
+        raise located from None
+    if args.check_config:
+        return check_config(args)
     from aknet_edge.runtime import EndOfStream, MultiRecognizer, Recognizer
 
     pkg = Path(args.package) if args.package else demo_package()
@@ -233,11 +261,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     # the CLI chooses the outputs; each is a sink on the pipeline. The terminal: ended events on stdout (unless
     # JSON Lines go there), telemetry on stderr with --stats; the page: every stream's video, decisions, events
     # and telemetry
-    sinks: List[Any] = [ConsoleSink(events=args.jsonl != "-", stats_every=args.stats, several=several)]
+    from aknet_edge.runtime import mqtt, webhook
+
+    # MQTT connects here, before recognition starts: a wrong password or an unreachable broker is one error
+    remote = mqtt.sinks_from_args(args, [name for name, _ in streams]) + webhook.sinks_from_args(args)
+    sinks: List[Any] = [ConsoleSink(events=args.jsonl != "-", stats_every=args.stats, several=several), *remote]
     server = preview.from_args(args)
     if server is not None:
         sinks.append(preview.PreviewSink(server, owns_server=True, display=True))
     providers = args.providers.split(",") if args.providers else None
+    from aknet_edge.runtime import clips, prom
+
+    names = [name for name, _ in streams]
     options = dict(backend=args.backend, precision=args.precision, providers=providers, threads=args.threads,
                    incremental=args.incremental, exact_incremental=args.exact_incremental, overlap=args.overlap,
                    stride_s=args.stride, require_all_sources=args.require_all_sources,
@@ -246,7 +281,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                    jsonl=args.jsonl, output_video=args.output_video, display=args.display,
                    max_seconds=args.max_seconds, sinks=sinks, source_options=source_options_from_args(args),
                    regions=args.regions, tracks=args.tracks, max_tracks=args.max_tracks,
-                   track_timeout_s=args.track_timeout)
+                   track_timeout_s=args.track_timeout, event_clips=clips.options_from_args(args),
+                   metrics=prom.options_from_args(args),
+                   stream_source_options=site_config.per_stream(args.stream_source_options, names),
+                   stream_events=site_config.per_stream(args.stream_events, names))
     try:
         if several:
             rec: Any = MultiRecognizer(pkg, streams, **options)
@@ -261,6 +299,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         rec.start()
         if server is not None:
             print(f"preview: {server.url}", file=sys.stderr, flush=True)
+        metrics = next((s for s in rec.sinks if isinstance(s, prom.MetricsSink)), None)
+        if metrics is not None:
+            print(f"metrics: {metrics.url}metrics", file=sys.stderr, flush=True)
         while not stop.is_set():
             try:
                 rec.next_result(timeout=0.2)
@@ -270,6 +311,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         rec.close()  # closes every sink: the last telemetry lines, the page's server
         for s, h in old.items():
             signal.signal(s, h)
+    return 0
+
+
+def check_config(args: argparse.Namespace) -> int:
+    """``--check-config``: the flags were checked (check_args); the package's manifest too, then one line."""
+    from aknet_edge import package as packaging
+
+    if args.package:
+        packaging.load(args.package)
+    where = f"{args.config}: " if args.config else ""
+    print(f"{where}configuration OK: {len(args.streams)} camera(s) ({', '.join(n for n, _ in args.streams)}); "
+          f"package {args.package or 'the demo package'}; nothing was opened", flush=True)
     return 0
 
 

@@ -91,7 +91,9 @@ class TimeGrid(Generic[T]):
             self.t0, self.next_k, self.prev = t, 1, (t, item)
             return [Resolved(0, t, item)]
         out: List[Resolved[T]] = []
-        eps = 1e-9 * max(1.0, abs(t))
+        # float rounding of t0 + k * period against t: a few ulps of the magnitude (epoch stamps, ~1.8e9 s, as ROS
+        # header stamps are, have ulps of 0.24 us), never a share of a frame interval
+        eps = 1e-9 + 1e-14 * abs(t)
         prev_t, prev_item = self.prev  # type: ignore[misc]
         while True:
             g = self.t0 + self.next_k * self.period

@@ -36,8 +36,11 @@ SETTINGS: Dict[str, Setting] = {s.name: s for s in (
                                   "providers are installed"),
     Setting("AKNET_ORT_SPIN", "0", "1: let ONNX Runtime's intra-op threads spin (off by default: spinning threads "
                                    "steal the cores capture and inference need on small boards)"),
-    Setting("AKNET_PREVIEW_TOKEN", "", "a secret every preview request must carry, used when --preview-token is not "
-                                       "given (empty: none)"),
+    Setting("AKNET_PREVIEW_TOKEN", "", "a secret every preview request (and every /metrics request) must carry, used "
+                                       "when --preview-token is not given (empty: none)"),
+    Setting("AKNET_WEBHOOK_SECRET", "", "the secret that signs every webhook request (X-Aknet-Signature: sha256=<hex "
+                                        "HMAC-SHA256 of the body>), used when --webhook-secret is not given (empty: "
+                                        "unsigned)"),
 )}
 
 

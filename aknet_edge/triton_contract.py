@@ -7,7 +7,9 @@ import no build-side module, so the names both sides share live here. Imports on
 
 from __future__ import annotations
 
-from typing import Dict
+import hashlib
+import json
+from typing import Any, Dict
 
 from . import package as pk
 
@@ -29,7 +31,8 @@ COUNT_STATE = "step_count"  # (1,) int64
 PARAM_LABELS = "aknet_labels"
 PARAM_PREPROCESSING = "aknet_preprocessing"
 PARAM_COLOR = "aknet_input_color"
-PARAM_MANIFEST = "aknet_manifest_sha256"
+PARAM_MANIFEST = "aknet_manifest_sha256"  # the manifest file's SHA-256 (which package file exactly; for messages)
+PARAM_MODEL = "aknet_model_sha256"  # model_sha256(manifest): which model (what the client compares)
 PARAM_PACKAGE = "aknet_package"  # the package folder's name the repository was written from (for messages)
 PARAM_MODE = "aknet_stream_mode"
 STREAM_MODE = "carried"
@@ -50,3 +53,18 @@ def mode_unavailable(model: str) -> str:
                 f"{CLIP_MODEL}) or write the repository from a package with split graphs")
     return (f"whole clips ({CLIP_MODEL}) are not in this repository; run per-frame streaming (the default, "
             f"served by {STREAM_MODEL}) or write the repository with {CLIP_MODEL}")
+
+
+def model_sha256(manifest: pk.Manifest) -> str:
+    """The model's identity: SHA-256 over what decides its answers -- its config, labels, preprocessing, graph I/O,
+    the checkpoint's hash and every ONNX graph's hash (role, precision) -- and nothing a build on the server adds.
+
+    Why not the manifest file's hash: ``build --from PKG --out PKG_SERVER`` compiles the server's TensorRT engine
+    from the same graphs and rewrites the manifest (engine, command, batch profile), and the edge keeps running
+    PKG; that is the same model. Another checkpoint, other weights or another calibration changes a graph's hash.
+    """
+    d = manifest.to_dict()
+    ident: Dict[str, Any] = {k: d.get(k) for k in ("config", "labels", "preprocessing", "io", "source_sha256")}
+    ident["graphs"] = sorted((v.role, v.precision, v.sha256) for v in manifest.variants if v.kind == "onnx")
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+

@@ -27,7 +27,8 @@ chains' first L features; not built here.
 
 The labels and the package's manifest travel with each model (``labels.txt``, ``manifest.json``), and the
 config's ``parameters`` carry what a client checks before the first result (labels, preprocessing, input
-colour, the manifest's SHA-256): :mod:`aknet_edge.runtime.triton_client`.
+colour, the model's identity -- :func:`~aknet_edge.triton_contract.model_sha256` -- and the manifest's SHA-256):
+:mod:`aknet_edge.runtime.triton_client`.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ from .errors import AknetError, ConfigError, DependencyError
 from .io_utils import os_error_reason
 from .triton_contract import (CLIP_MODEL, COLORS, CORRID, CORRID_OUTPUT, COUNT_STATE, IMAGE_INPUT,  # noqa: F401
                               LABELS_FILE, MANIFEST_FILE, MARKER, MODEL_VERSION, PARAM_COLOR, PARAM_LABELS,
-                              PARAM_MANIFEST, PARAM_MODE, PARAM_PACKAGE, PARAM_PREPROCESSING, READY, RING_STATE,
-                              START, STEPS_OUTPUT, STREAM_MODE, STREAM_MODEL, TRITON_DTYPES, mode_unavailable)
+                              PARAM_MANIFEST, PARAM_MODE, PARAM_MODEL, PARAM_PACKAGE, PARAM_PREPROCESSING, READY,
+                              RING_STATE, START, STEPS_OUTPUT, STREAM_MODE, STREAM_MODEL, TRITON_DTYPES,
+                              mode_unavailable, model_sha256)
 
 log = logging.getLogger(__name__)
 
@@ -302,6 +304,7 @@ def _instances(opts: TritonRepoOptions) -> str:
 
 def _common_params(package: pk.Package, opts: TritonRepoOptions, manifest_sha: str) -> Dict[str, str]:
     p = {PARAM_LABELS: json.dumps(package.labels), PARAM_MANIFEST: manifest_sha, PARAM_PACKAGE: package.root.name,
+         PARAM_MODEL: model_sha256(package.manifest),
          PARAM_PREPROCESSING: json.dumps(package.manifest.preprocessing.to_dict(), sort_keys=True)}
     if opts.threads is not None:
         p["intra_op_thread_count"] = str(opts.threads)  # read by Triton's onnxruntime backend
@@ -465,6 +468,7 @@ def write_triton_repo(package_dir: "str | os.PathLike[str]", out_dir: "str | os.
                 written[STREAM_MODEL] = f"onnxruntime, composed from the fp32 frame_encoder and clip_head " \
                                         f"({STREAM_MODE} state, input {opts.stream_color})"
         marker = {"writer": __name__, "package": str(package.root), "manifest_sha256": manifest_sha,
+                  "model_sha256": model_sha256(package.manifest),
                   "models": written, "options": {k: getattr(opts, k) for k in opts.__dataclass_fields__},
                   "notes": repo.notes}
         (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import collections
 import logging
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -71,6 +72,11 @@ class ActionEvent:
 
     ``reason`` is None for events the scores started and ended; an ended event the runtime closed
     says why: "source lost", "stream gap", "end of stream", "stopped" or "error".
+
+    ``id``: a random id (32 hex digits) given when the event starts and kept on its ended record, so a receiver
+    that gets a record twice (MQTT at QoS 1, a webhook retried after a timeout) drops the copy by ``(id, state)``;
+    random rather than made of the stream, label and start, because a restarted runtime starts its clock (and a
+    file or synthetic source its times) again. Not compared: two runs that find the same events are equal.
     """
 
     label: str
@@ -83,6 +89,7 @@ class ActionEvent:
     stream: str | None = None  # the camera's name where the recogniser names its streams
     roi: str | None = None  # the region's name (per-region lanes)
     track: str | None = None  # the track's id (per-actor lanes)
+    id: str | None = field(default=None, compare=False)  # the event's id, the same on its started and ended record
 
     @property
     def duration(self) -> float | None:
@@ -169,13 +176,13 @@ class EventDetector:
     def _start(self, c: int, t: float, prob: float) -> ActionEvent:
         self.active, self._cand, self._leave_since = c, None, None
         self._sum, self._n = prob, 1
-        self._event = ActionEvent(self.labels[c], t, None, prob, prob, "started")
+        self._event = ActionEvent(self.labels[c], t, None, prob, prob, "started", id=uuid.uuid4().hex)
         return ActionEvent(**vars(self._event))
 
     def _end(self, t: float, reason: str | None = None) -> ActionEvent:
         assert self._event is not None
         ev = ActionEvent(self._event.label, self._event.start, max(t, self._event.start),
-                         self._sum / max(1, self._n), self._event.peak, "ended", reason)
+                         self._sum / max(1, self._n), self._event.peak, "ended", reason, id=self._event.id)
         self.active, self._event, self._leave_since, self._cand = None, None, None, None
         return ev
 

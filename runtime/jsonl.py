@@ -1,6 +1,6 @@
 """JSON Lines output: one object per line, written whole or not at all.
 
-What the lines hold (``type`` "result", "event", "stream" or "server", ``v`` the schema version, every
+What the lines hold (``type`` "result", "event", "stream", "server" or "clip", ``v`` the schema version, every
 field) is defined in one place, :mod:`aknet_edge.runtime.records`, with its JSON Schema
 (``aknet_edge/runtime/schema/jsonl.schema.json``); :class:`JsonlWriter` builds its lines only
 through it, and :class:`JsonlSink` is the same output as a pipeline sink.
@@ -254,6 +254,10 @@ class JsonlWriter:
         """The inference server was ``"lost"`` or came back (``"restored"``; the Triton client says ``"live"``)."""
         self.write(records.server_record(state, info))
 
+    def write_clip(self, clip: Any) -> None:
+        """An event's clip is in place (:class:`~aknet_edge.runtime.clips.EventClip`)."""
+        self.write(records.clip_record(clip))
+
     def close(self) -> None:
         self._out.close()
 
@@ -285,6 +289,9 @@ class JsonlSink(Sink):
 
     def server_state(self, state: str, info: Dict[str, Any]) -> None:
         self.writer.write_server(state, info)
+
+    def clip(self, clip: Any) -> None:
+        self.writer.write_clip(clip)
 
     def close(self) -> None:
         self.writer.close()

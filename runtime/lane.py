@@ -24,7 +24,7 @@ from aknet_edge.preprocess import preprocess_frame
 from . import records
 from .records import END_OF_STREAM, ERROR, SERVER_LOST, SOURCE_LOST, STOPPED, STREAM_GAP
 from .backends import ClipOutput
-from .events import ActionEvent, EventDetector, Smoother, softmax, top_k
+from .events import ActionEvent, EventConfig, EventDetector, Smoother, softmax, top_k
 from .sources import Frame, Source, SourceStats
 from .telemetry import ENDED, LIVE, RECONNECTING, Telemetry
 from .views import View
@@ -129,8 +129,10 @@ class Lane:
         self.error: Optional[BaseException] = None
         self.sampler = GridSampler(spec.frames, spec.span_s)
         self.stride = stride_steps(opts.stride_s, self.sampler.period)
-        self.smoother = Smoother(pipe.event_config)
-        self.detector = EventDetector(pipe.labels, pipe.event_config)
+        # the camera's own event settings where it has them (RecognizerOptions.stream_events), else the pipeline's
+        self.event_config = pipe.stream_event_configs.get(str(name), pipe.event_config)
+        self.smoother = Smoother(self.event_config)
+        self.detector = EventDetector(pipe.labels, self.event_config)
         self.input_shape = (3, spec.size, spec.size)
         self.scratch = np.empty(self.input_shape, np.float32)
         self.losses_seen = 0
@@ -282,6 +284,16 @@ class Lane:
     def head_stream_lost(self, info: Dict[str, Any]) -> None:
         self.pipe.sinks.stream_state(self.name, "lost", info)
         self.head_close_events(SOURCE_LOST)
+
+    def head_set_event_config(self, cfg: EventConfig) -> None:
+        """New thresholds and minimum duration for the next windows (the open event and its history go on); new
+        smoothing settings restart the smoothing (the pipeline's set_event_config)."""
+        old, self.event_config = self.event_config, cfg
+        if (cfg.smoothing, cfg.ema_alpha, cfg.mean_windows) != (old.smoothing, old.ema_alpha, old.mean_windows):
+            self.smoother = Smoother(cfg)
+        else:
+            self.smoother.cfg = cfg
+        self.detector.cfg = cfg
 
     def head_close_events(self, reason: str) -> None:
         """Close the open event and forget the smoothed history."""

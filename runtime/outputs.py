@@ -46,6 +46,23 @@ def sinks_from_options(pipe: "Pipeline") -> List[Sink]:
             from .preview import DisplayWindow
 
             sinks.append(DisplaySink(DisplayWindow(), streams))
+        if opts.event_clips is not None:  # a folder, or clips.EventClipOptions
+            from .clips import EventClipOptions, EventClipSink, clip_fps
+
+            clip_opts = opts.event_clips if isinstance(opts.event_clips, EventClipOptions) else \
+                EventClipOptions(str(opts.event_clips))
+            spec = pipe.spec
+            fps = clip_fps(spec.span_s, spec.frames, opts.stride_s)
+            # how late an event's start or end is reported: half a window, its min_duration, one window interval
+            min_duration = max([opts.min_duration_s] + [c.min_duration_s for c in pipe.stream_event_configs.values()])
+            sinks.append(EventClipSink(clip_opts.check(), fps, spec.span_s / 2 + min_duration + 1.0 / fps,
+                                       emit=pipe.sinks.clip))
+        if opts.metrics is not None:  # a port, or prom.MetricsOptions
+            from .prom import MetricsOptions, MetricsSink
+
+            # a port alone: the preview's host rule (127.0.0.1) and its token (preview_token, else AKNET_PREVIEW_TOKEN)
+            sinks.append(MetricsSink(pipe, opts.metrics if isinstance(opts.metrics, MetricsOptions)
+                                     else MetricsOptions(int(opts.metrics), token=opts.preview_token)))
     except BaseException:
         for sink in reversed(sinks):
             sink.close()

@@ -58,7 +58,7 @@ import numpy as np
 from aknet_edge import package as packaging
 from aknet_edge.errors import ConfigError
 from aknet_edge.preprocess import preprocess_frame
-from aknet_edge.triton_contract import CLIP_MODEL, mode_unavailable
+from aknet_edge.triton_contract import CLIP_MODEL, STREAM_MODEL, mode_unavailable
 
 from .backend_choice import open_backend
 from .backends import Backend, ClipOutput
@@ -119,6 +119,10 @@ class RecognizerOptions:
     preview_token: Optional[str] = None  # a secret every preview request must carry (default: AKNET_PREVIEW_TOKEN)
     output_video: Optional[str] = None  # several streams: one file each, out.mp4 -> out-<stream>.mp4
     display: bool = False
+    # a clip per action event (runtime/clips.py): a folder, or clips.EventClipOptions (pre-roll, post-roll, raw...)
+    event_clips: Any = None
+    # Prometheus /metrics, /healthz and /readyz (runtime/prom.py): a port, or prom.MetricsOptions (host, token...)
+    metrics: Any = None
     sinks: List[Sink] = field(default_factory=list)
     queue_size: int = 64
     max_seconds: Optional[float] = None
@@ -133,6 +137,10 @@ class RecognizerOptions:
     # traffic shared with inference); try it where the camera's frames are large and cores are plentiful
     preprocess_on_capture: bool = False
     source_options: Dict[str, Any] = field(default_factory=dict)
+    # per camera, by stream name: source options over ``source_options``, and event settings over the ones above
+    # (smoothing, ema_alpha, mean_windows, enter, exit, min_duration_s; every lane of that camera uses them)
+    stream_source_options: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    stream_events: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     # several cameras: one that does not open at start is retried in the background with its reconnect policy and
     # reported lost until it comes up, while the others run (start fails only when none opens); True: any camera
     # that does not open fails the start. One camera that does not open is always an error
@@ -227,6 +235,15 @@ class Pipeline(ResultQueue):
         self.spec = self.package.clip_spec
         self.labels = self.package.labels
         self.event_config = EventConfig(**{f: getattr(opts, f) for f in _EVENT_FIELDS})
+        self.stream_event_configs = stream_event_configs(self.event_config, opts.stream_events,
+                                                         [name for name, _ in self._pairs])
+        unknown = sorted(set(opts.stream_source_options) - {str(name) for name, _ in self._pairs})
+        if unknown:
+            raise ConfigError(f"stream_source_options: no stream named {unknown[0]!r}; streams: "
+                              f"{', '.join(str(name) for name, _ in self._pairs)}")
+        self.heartbeat: Optional[float] = None  # monotonic time of the inference loop's last turn (health checks)
+        self._next_event_config: Optional[EventConfig] = None  # set_event_config's, applied by the head stage
+        self._event_config_lock = threading.Lock()
         self.backend: Optional[Backend] = None
         self.incremental = False
         self.streams_frames = False  # backend "triton": each lane a sequence on the server (aknet_stream)
@@ -279,7 +296,8 @@ class Pipeline(ResultQueue):
                 self.sinks.add(sink)
             self.tracks = self._track_feed()
             for i, (name, arg) in enumerate(self._pairs):
-                src = arg if isinstance(arg, Source) else open_source(arg, start=False, **opts.source_options)
+                src = arg if isinstance(arg, Source) else open_source(
+                    arg, start=False, **{**opts.source_options, **opts.stream_source_options.get(str(name), {})})
                 src.wake = self._wake
                 # a frame prepared on capture is the whole frame's: regions and tracks crop it first
                 if opts.preprocess_on_capture and not self.streams_frames and not self.several_views:
@@ -320,7 +338,8 @@ class Pipeline(ResultQueue):
         assert self.backend is not None
         log.info("recognising %s with %s %s (%s%s)", ", ".join(ln.label for ln in self.lanes.values())
                  or ", ".join(f"tracks of {c.source.uri}" for c in self.cameras),
-                 self.backend.name, self.backend.precision, "incremental" if self.incremental else "whole clips",
+                 self.backend.name, self.backend.precision, "per-frame streaming on the server" if self.streams_frames
+                 else "incremental" if self.incremental else "whole clips",
                  (", parent-row forking" if self.backend.parent_rows else ", full rows") if self.several
                  and self.incremental else "")
         self._thread = threading.Thread(target=self._loop, name=self._thread_names[0], daemon=True)
@@ -351,7 +370,7 @@ class Pipeline(ResultQueue):
         opts = self.options
         if opts.backend == "triton":
             return dict(url=opts.triton_url or "", sequence_base=opts.triton_sequence_base,
-                        on_state=self._server_state)
+                        camera=opts.triton_camera, on_state=self._server_state)
         if opts.backend == "tensorrt":
             for name in ("providers", "threads"):
                 if getattr(opts, name):
@@ -374,10 +393,15 @@ class Pipeline(ResultQueue):
         check_stream_count(backend, sum(per_camera), self.package_dir)  # lanes one step may batch
         # a server that keeps the window per frame (incremental=False: whole clips there)
         self.streams_frames = backend.streams_frames and opts.incremental is not False
-        if backend.remote and not self.streams_frames and not backend.whole_clips:  # whole clips asked for
-            raise ConfigError(mode_unavailable(CLIP_MODEL))
+        if backend.remote:  # the modes the server's repository serves, in the words its writer uses
+            if opts.incremental and not self.streams_frames:  # per-frame streaming asked for
+                raise ConfigError(mode_unavailable(STREAM_MODEL))
+            if not self.streams_frames and not backend.whole_clips:  # whole clips asked for
+                raise ConfigError(mode_unavailable(CLIP_MODEL))
         self.incremental = backend.has_split if opts.incremental is None else bool(opts.incremental)
-        if self.incremental and not backend.has_split:
+        if self.streams_frames:
+            self.incremental = False  # the window is the server's: no encoder here
+        elif self.incremental and not backend.has_split:
             raise ConfigError(f"incremental mode needs the split graphs, which {self.package.root} lacks for "
                               f"{backend.name} {backend.precision}; use incremental=False")
 
@@ -471,6 +495,7 @@ class Pipeline(ResultQueue):
                 self._head_thread.start()
             t_end = None if self.options.max_seconds is None else time.monotonic() + self.options.max_seconds
             while not self._stop.is_set():
+                self.heartbeat = time.monotonic()
                 if t_end is not None and time.monotonic() >= t_end:
                     break
                 live = [cam for cam in self.cameras if not cam.ended]
@@ -628,7 +653,9 @@ class Pipeline(ResultQueue):
             answers = self.backend.step_many([(lane.camera, s.frame.image, s.frame.color)
                                               for lane, _, (s, _) in sent])
             for (lane, frame, (_, is_ready)), out in zip(sent, answers):
-                if is_ready and out is not None:  # None: the server's window is filling, or the server is lost
+                if is_ready and out is None:  # the server is lost (or its window was dropped): skipped, counted
+                    lane.telemetry.skipped_windows += 1
+                elif is_ready:
                     self.to_head(self._head_one, lane, out, list(lane.window.samples), frame)
 
     # -- the head stage: on the head thread when overlapped, else inline; always in the order of the frames
@@ -660,7 +687,40 @@ class Pipeline(ResultQueue):
             one = ClipOutput(out.logits[i:i + 1], out.keypoints[i:i + 1], out.keypoint_scores[i:i + 1])
             self._head_one(job.lane, one, job.samples, job.newest)
 
+    def set_event_config(self, **changes: Any) -> EventConfig:
+        """Change the event settings (``enter``, ``exit``, ``min_duration_s``, smoothing...) while recognising; they
+        apply from the next window on, to every lane without settings of its own (``stream_events``).
+
+        Why here: the head stage owns the lanes' smoothers and detectors, so the new settings are only recorded now
+        (any thread may call this: a ROS 2 parameter service, a web handler) and swapped in by the head stage before
+        its next window. Checked now: a bad value is a :class:`ConfigError` and changes nothing. Returns the new
+        settings.
+        """
+        unknown = sorted(set(changes) - set(_EVENT_FIELDS))
+        if unknown:
+            raise ConfigError(f"set_event_config: unknown settings {unknown}; known: {list(_EVENT_FIELDS)}")
+        with self._event_config_lock:  # two callers at once: the second builds on the first
+            base = self._next_event_config or self.event_config
+            cfg = EventConfig(**{**asdict(base), **changes})  # checks the values (EventConfig.__post_init__)
+            self._next_event_config = cfg
+        return cfg
+
+    def _apply_event_config(self) -> None:
+        """The head stage, before a window: swap in the settings set_event_config recorded."""
+        with self._event_config_lock:
+            cfg, self._next_event_config = self._next_event_config, None
+            if cfg is None:
+                return
+            old, self.event_config = self.event_config, cfg
+        for lane in list(self.lanes.values()):
+            if str(lane.name) not in self.stream_event_configs:
+                lane.head_set_event_config(cfg)
+        log.info("event settings changed from the next window on: %s", ", ".join(
+            f"{f}={getattr(cfg, f)}" for f in _EVENT_FIELDS if getattr(cfg, f) != getattr(old, f)) or "no change")
+
     def _head_one(self, lane: Lane, out: ClipOutput, samples: List[Sample], newest: Frame) -> None:
+        if self._next_event_config is not None:
+            self._apply_event_config()
         result = lane.head_decide(out, samples, newest)
         with self._pending_lock:
             self._pending.append(result)  # handed to the iterator's queue by _hand_off (see there)
@@ -729,6 +789,22 @@ class Pipeline(ResultQueue):
             items, self._pending = self._pending, []
             for item in items:
                 self._put(item)
+
+
+def stream_event_configs(base: EventConfig, per_stream: Dict[str, Dict[str, Any]],
+                         streams: Sequence[Optional[str]]) -> Dict[str, EventConfig]:
+    """Each named stream's event settings (``per_stream[name]`` over ``base``); a stream or a setting that does not
+    exist is an error naming it."""
+    known = [str(s) for s in streams if s is not None]
+    out = {}
+    for name, over in (per_stream or {}).items():
+        if name not in known:
+            raise ConfigError(f"stream_events: no stream named {name!r}; streams: {', '.join(known) or 'none named'}")
+        unknown = sorted(set(over) - set(_EVENT_FIELDS))
+        if unknown:
+            raise ConfigError(f"stream_events[{name!r}]: unknown settings {unknown}; known: {list(_EVENT_FIELDS)}")
+        out[name] = EventConfig(**{**asdict(base), **over})
+    return out
 
 
 def _rebuildable(exc: BaseException) -> bool:

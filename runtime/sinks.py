@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional
 import numpy as np
 
 if TYPE_CHECKING:  # annotations only: the records live in the pipeline's modules
+    from .clips import EventClip
     from .events import ActionEvent
     from .lane import Result
     from .telemetry import PipelineStats
@@ -64,6 +65,14 @@ class Sink:
 
     def stats(self, stats: "PipelineStats") -> None:
         """A telemetry snapshot (only for sinks that set ``wants_stats``), about once a second."""
+
+    def clip(self, clip: "EventClip") -> None:
+        """An event's clip was written (:class:`~aknet_edge.runtime.clips.EventClipSink`): a follow-up record
+        naming the file (:func:`~aknet_edge.runtime.records.clip_record` builds its line)."""
+
+    def drain(self) -> None:
+        """The pipeline is closing: finish work whose records go to the other sinks (a clip still encoding). Called
+        on every live sink before any is closed, so what a sink emits here still reaches the others."""
 
     def close(self) -> None:
         """Flush and release; called once, after the last call of any other hook."""
@@ -150,8 +159,27 @@ class SinkSet:
                 except Exception as exc:
                     self._failed(sink, exc)
 
+    def clip(self, clip: "EventClip") -> None:
+        """An event clip's follow-up record, to every live sink that has the hook (sinks written before it
+        existed are left alone)."""
+        for sink in list(self._live):
+            hook = getattr(sink, "clip", None)
+            if hook is not None:
+                try:
+                    hook(clip)
+                except Exception as exc:
+                    self._failed(sink, exc)
+
     def close(self) -> None:
-        """Close every sink (failed ones too), newest first; a close that raises is logged."""
+        """Drain every live sink (:meth:`Sink.drain`: what they still emit reaches sinks not yet closed), then close
+        every sink (failed ones too), newest first; a close that raises is logged."""
+        for sink in list(self._live):
+            hook = getattr(sink, "drain", None)
+            if hook is not None:
+                try:
+                    hook()
+                except Exception as exc:
+                    self._failed(sink, exc)
         for sink in reversed(self._all):
             try:
                 sink.close()

@@ -17,14 +17,22 @@ a full window (and equals the whole-clip graph on those T frames), not T samples
   the sequence (counted in ``sequence_restarts``) and the step goes on.
 * A server that cannot be reached (connection refused, reset, deadline) makes the client "lost": steps return
   None at once and keep the frames; the server is probed again with exponential backoff (the cameras'
-  :class:`~aknet_edge.runtime.sources.ReconnectPolicy`), and once it answers every camera's sequence restarts
-  with its replay. ``state``, :meth:`stats` and the ``on_state`` callback report it.
+  :class:`~aknet_edge.runtime.sources.ReconnectPolicy`), and once it answers (with the same model: checked
+  again, a server back with another repository stays "lost" with one error logged) every camera's sequence
+  restarts with its replay. ``state``, :meth:`stats` and the ``on_state`` callback report it; the outage runs
+  from the request that went unanswered, so the timeout that noticed a stalled server is part of it.
+* Correlation ids: a random base per client (47 bits above room for 65,536 cameras) unless one is given, so two
+  devices sharing a server do not collide by default; one that happens anyway (the server's step count for a
+  sequence differs from what this client sent) is one warning naming the id, counted (``collisions``), healed on a
+  fresh random id with the camera's replay.
 
-:class:`TritonClip` runs ``aknet_clip`` (whole float32 clips, stateless). :class:`TritonBackend` is both as a
-:class:`~aknet_edge.runtime.backends.Backend` for the recogniser.
+:class:`TritonClip` runs ``aknet_clip`` (whole float32 clips, stateless; a batch beyond the served
+``max_batch_size`` goes in several requests) and rides out outages the same way. :class:`TritonBackend` is both
+as a :class:`~aknet_edge.runtime.backends.Backend` for the recogniser, in the modes the repository serves.
 
 Before any result, :meth:`TritonStream.connect` checks the served model against the package (input and output
-names, types and dims; labels; preprocessing; stream mode) and names the first mismatch.
+names, types and dims; labels; preprocessing; stream mode; the model's identity,
+:func:`aknet_edge.triton_contract.model_sha256`) and names the first mismatch.
 """
 
 from __future__ import annotations
@@ -198,8 +206,8 @@ class _Client:
         self.package = package
         self.url = parse_url(url)
         self.model = model or self.model
-        if not timeout_s > 0:
-            raise ConfigError(f"timeout_s={timeout_s!r}: expected seconds > 0")
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s < 1e6:
+            raise ConfigError(f"timeout_s={timeout_s!r}: expected a finite number of seconds > 0")
         self.timeout_s = float(timeout_s)
         self.reconnect = reconnect or ReconnectPolicy()
         self.on_state = on_state
@@ -208,6 +216,7 @@ class _Client:
         self._attempt = 0
         self._next_try = 0.0
         self._lost_at = 0.0
+        self._refused = ""  # the last mismatch a restored server was refused for (logged once)
         self.config: Dict[str, Any] = {}
         self.client = self.grpc.InferenceServerClient(self.url)
 
@@ -240,14 +249,25 @@ class _Client:
         if why is not None:
             raise TritonUnavailableError(f"cannot use Triton at {self.url}: {why}; start the server (README: "
                                          "Serving with Triton) or fix --triton-url")
+        self._read_config()
+        return self
+
+    def _read_config(self) -> None:
+        """Read the served model's config and check it against the package (at connect, and again whenever the
+        server comes back: a restarted server may serve another repository)."""
         try:
             self.config = self.client.get_model_config(self.model, as_json=True,
                                                        client_timeout=self.timeout_s)["config"]
         except Exception as exc:
             raise TritonUnavailableError(f"cannot read model {self.model}'s config from Triton at {self.url}: "
                                          f"{_message(exc)}") from None
-        self._check_config()
-        return self
+        try:
+            self._check_config()
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # not a config aknet_edge wrote
+            if isinstance(exc, AknetError):
+                raise
+            raise self._mismatch("its config is not one aknet_edge.triton_repo writes", f"{type(exc).__name__}: "
+                                 f"{exc}", "a repository written by build --triton-repo") from None
 
     def _mismatch(self, what: str, server: Any, package: Any) -> TritonModelMismatchError:
         return TritonModelMismatchError(
@@ -279,13 +299,16 @@ class _Client:
         want = self.package.manifest.preprocessing.to_dict()
         if pre is None or json.loads(pre) != json.loads(json.dumps(want)):
             raise self._mismatch("preprocessing differs", pre, json.dumps(want, sort_keys=True))
-        # then the package itself: the same labels and inputs are not enough (another model, other weights) -- the manifest's hash names the package exactly
-        sha = self._param(tr.PARAM_MANIFEST)
-        mine = pk.sha256_file(self.package.root / tr.MANIFEST_FILE)
+        # then the model itself: the same labels and inputs are not enough (another checkpoint, other weights);
+        # its identity (triton_contract.model_sha256) is the same for a package finished for the server (engine)
+        sha, mine, what = self._param(tr.PARAM_MODEL), tr.model_sha256(self.package.manifest), "model"
+        if sha is None and self._param(tr.PARAM_MANIFEST) is not None:  # a repository written before model_sha256
+            sha, mine, what = self._param(tr.PARAM_MANIFEST), pk.sha256_file(self.package.root / tr.MANIFEST_FILE), \
+                "manifest"
         if sha != mine:
             raise self._mismatch("it was written from another package", f"{self._param(tr.PARAM_PACKAGE) or '?'} "
-                                 f"(manifest sha256 {(sha or 'none recorded')[:16]})",
-                                 f"{self.package.root.name} (manifest sha256 {mine[:16]})")
+                                 f"({what} sha256 {(sha or 'none recorded')[:16]})",
+                                 f"{self.package.root.name} ({what} sha256 {mine[:16]})")
 
     def _check_config(self) -> None:
         raise NotImplementedError
@@ -317,12 +340,23 @@ class _Client:
         if now < self._next_try:
             return False
         why = self._ready()
+        if why is None:
+            try:  # the same model as at connect? (the server may have come back with another repository)
+                self._read_config()
+            except TritonModelMismatchError as exc:
+                if str(exc) != self._refused:
+                    self._refused = str(exc)
+                    log.error("%s; still treated as lost (retrying with backoff)", exc)
+                why = "it serves another model"
+            except TritonUnavailableError as exc:
+                why = str(exc)
         if why is not None:
             with self._lock:
                 self._attempt += 1
                 self._next_try = time.monotonic() + self.reconnect.delay(self._attempt)
             log.debug("Triton at %s still unreachable: %s", self.url, why)
             return False
+        self._refused = ""
         outage = time.monotonic() - self._lost_at
         with self._lock:
             self._stats.state = LIVE
@@ -381,17 +415,23 @@ class TritonStream(_Client):
         color = self._param(tr.PARAM_COLOR)
         if color not in tr.COLORS:
             raise self._mismatch("input colour order", color, " or ".join(tr.COLORS))
+        if color != self.color:  # a server back with the repository rewritten for the other order: the replays too
+            for cam in self._cameras.values():
+                cam.history = collections.deque((np.ascontiguousarray(f[:, :, ::-1]) for f in cam.history),
+                                                maxlen=cam.history.maxlen)
         self.color = color
         if "sequence_batching" not in cfg:
             raise self._mismatch("no sequence batcher", "none", "sequence_batching with implicit state")
 
     def corrid(self, camera: int) -> int:
+        """The camera's correlation id: the base + the camera below :data:`MAX_CAMERAS` (the base leaves room for
+        them, so the id fits Triton's 64 bits); a camera numbered beyond (tracks come and go over a long run) gets
+        a random id of its own instead of an error mid-run."""
         cam = self._camera(camera)
         if not cam.corrid:
-            cam.corrid = self.sequence_base + int(camera)
-            if cam.corrid > MAX_CORRID:
-                raise ConfigError(f"camera {camera}: correlation id {cam.corrid} exceeds Triton's 64 bits; use a "
-                                  f"smaller sequence base (at most {MAX_CORRID - MAX_CAMERAS})")
+            camera = int(camera)
+            cam.corrid = self.sequence_base + camera if camera < MAX_CAMERAS else \
+                _random_base() + camera % MAX_CAMERAS
         return cam.corrid
 
     def restart(self, camera: int = 0) -> None:
@@ -449,7 +489,7 @@ class TritonStream(_Client):
         """Detected: the server counted ``steps`` frames in a sequence this client sent ``cam.sent`` to. The camera
         moves to a fresh random correlation id and starts again (with its replay); the window's scores are dropped."""
         old = cam.corrid
-        cam.corrid = _random_base() + int(camera)
+        cam.corrid = _random_base() + int(camera) % MAX_CAMERAS
         cam.start = True
         with self._lock:
             self._stats.collisions += 1
@@ -572,31 +612,73 @@ class TritonClip(_Client):
         self._check_tensors("output", self.config.get("output", []),
                             [(t.name, t.dtype, t.static_shape) for t in io.outputs])
         self._check_common()
+        batch = self.config.get("max_batch_size", 0)
+        if not isinstance(batch, int) or batch < 1:  # 0: no batch axis, which the package's graphs always have
+            raise self._mismatch("max_batch_size", batch, "1 or more (the writer writes the build's batch maximum)")
+        self.max_batch = batch
         self._output_names = io.output_names
 
     def infer(self, clip: np.ndarray) -> ClipOutput:
-        """(B, T, 3, S, S) float32 -> ClipOutput; raises :class:`TritonUnavailableError` while the server is lost."""
+        """(B, T, 3, S, S) or (T, 3, S, S) float32 -> ClipOutput; raises :class:`TritonUnavailableError` while the
+        server is lost.
+
+        B may exceed the served ``max_batch_size`` (more cameras than the build's batch maximum): the clips go
+        in requests of at most that many, sent together (the server's dynamic batcher and instances take them).
+        """
         if not self._try_restore():
             raise TritonUnavailableError(f"Triton at {self.url} is unreachable (retrying with backoff)")
-        g = self.grpc
         clip = np.ascontiguousarray(clip, dtype=np.float32)
-        inp = g.InferInput(graph_io.CLIP_INPUT, list(clip.shape), "FP32")
-        inp.set_data_from_numpy(clip)
+        if clip.ndim == 4:  # one clip (T, 3, S, S)
+            clip = clip[None]
         sent_at = time.monotonic()
         try:
-            res = self.client.infer(self.model, [inp], outputs=[g.InferRequestedOutput(n) for n in self._output_names],
-                                    client_timeout=self.timeout_s)
+            parts = self._infer_parts([clip[i:i + self.max_batch] for i in range(0, len(clip), self.max_batch)])
         except Exception as exc:
             if _unreachable(exc):
                 self._lost(exc, since=sent_at)
                 raise TritonUnavailableError(f"Triton at {self.url} became unreachable: {_message(exc)}") from None
             raise TritonError(f"Triton at {self.url} refused {self.model}'s request: {_message(exc)}") from None
-        arrays = {n: res.as_numpy(n) for n in self._output_names}
+        arrays = {n: np.concatenate([p[n] for p in parts]) if len(parts) > 1 else parts[0][n]
+                  for n in self._output_names}
         with self._lock:
-            self._stats.requests += 1
+            self._stats.requests += len(parts)
             self._stats.bytes_sent += clip.nbytes
             self._stats.bytes_received += sum(a.nbytes for a in arrays.values())
         return Backend._outputs(arrays)
+
+    def _infer_parts(self, parts: List[np.ndarray]) -> List[Dict[str, np.ndarray]]:
+        """One request per part (concurrent when several); each part's outputs, in order."""
+        g = self.grpc
+
+        def request(part: np.ndarray) -> Tuple[List[Any], List[Any]]:
+            inp = g.InferInput(graph_io.CLIP_INPUT, list(part.shape), "FP32")
+            inp.set_data_from_numpy(part)
+            return [inp], [g.InferRequestedOutput(n) for n in self._output_names]
+
+        def arrays(res: Any) -> Dict[str, np.ndarray]:
+            return {n: res.as_numpy(n) for n in self._output_names}
+
+        if len(parts) == 1:
+            inputs, outputs = request(parts[0])
+            return [arrays(self.client.infer(self.model, inputs, outputs=outputs, client_timeout=self.timeout_s))]
+        out: List[Tuple[Any, Any]] = [(None, None)] * len(parts)
+        done = threading.Semaphore(0)
+        for i, part in enumerate(parts):
+            inputs, outputs = request(part)
+
+            def callback(result: Any, error: Any, i: int = i) -> None:
+                out[i] = (result, error)
+                done.release()
+
+            self.client.async_infer(self.model, inputs, callback, outputs=outputs, client_timeout=self.timeout_s)
+        deadline = time.monotonic() + self.timeout_s + 1.0
+        for _ in parts:
+            if not done.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"no answer from Triton at {self.url} within {self.timeout_s:.1f} s")
+        errors = [e for _, e in out if e is not None]
+        if errors:
+            raise next((e for e in errors if _unreachable(e)), errors[0])
+        return [arrays(r) for r, _ in out]
 
 
 class TritonBackend(Backend):
@@ -616,7 +698,10 @@ class TritonBackend(Backend):
                  timeout_s: float = 5.0, reconnect: Optional[ReconnectPolicy] = None,
                  on_state: Optional[Callable[[str, Dict[str, Any]], None]] = None) -> None:
         super().__init__(package, "fp32")
-        self.camera = camera
+        if isinstance(camera, bool) or not isinstance(camera, (int, np.integer)) or not 0 <= camera < MAX_CAMERAS:
+            raise ConfigError(f"triton camera {camera!r}: expected a whole number from 0 to {MAX_CAMERAS - 1}")
+        self.camera = int(camera)
+        sequence_base = check_sequence_base(sequence_base)  # bad input is refused whichever models are served
         kw: Dict[str, Any] = dict(timeout_s=timeout_s, reconnect=reconnect, on_state=on_state)
         self.stream: Optional[TritonStream] = None
         self.clip: Optional[TritonClip] = None
@@ -632,8 +717,8 @@ class TritonBackend(Backend):
             self.clip = TritonClip(package, url, **kw).connect()
         except TritonUnavailableError as exc:
             why.append(str(exc))
-        if self.stream is None and self.clip is None:
-            raise TritonUnavailableError("; ".join(why))
+        if self.stream is None and self.clip is None:  # a server down says so once, not once per model
+            raise TritonUnavailableError("; ".join(dict.fromkeys(why)))
         self.streams_frames = self.stream is not None
         self.whole_clips = self.clip is not None
         if self.stream is None:
@@ -641,22 +726,22 @@ class TritonBackend(Backend):
         if self.clip is None:
             log.info("Triton at %s: %s", url, tr.mode_unavailable(tr.CLIP_MODEL))
         self.has_split = False  # the split graphs run on the server, inside aknet_stream
+        # the client in use (its state and counters are the backend's): the stream until whole clips run
+        self._active: _Client = self.stream or self.clip  # type: ignore[assignment]
 
     @property
     def state(self) -> str:
-        return (self.stream or self.clip).state  # type: ignore[union-attr]
+        return self._active.state
 
     def stats(self) -> TritonStats:
-        """The counters of the client in use: the stream's, or the clip's when whole clips run."""
-        if self.stream is not None and (self.clip is None or self.stream.stats().requests
-                                        or not self.clip.stats().requests):
-            return self.stream.stats()
-        assert self.clip is not None
-        return self.clip.stats()
+        """The counters of the client in use: the stream's, or the clip's once whole clips run."""
+        return self._active.stats()
 
     def infer_clip(self, clip: np.ndarray) -> Optional[ClipOutput]:  # type: ignore[override]
         """Whole clips through aknet_clip; None while the server is unreachable (the outage is reported through
         ``on_state`` and retried with backoff; the windows meanwhile are skipped), as the streaming mode does."""
+        if self.clip is not None:
+            self._active = self.clip
         try:
             return super().infer_clip(clip)
         except TritonUnavailableError:
@@ -664,12 +749,15 @@ class TritonBackend(Backend):
 
     def step(self, image: np.ndarray, color: str = "BGR", camera: Optional[int] = None) -> Optional[ClipOutput]:
         """One grid sample; the window's scores when the server's window is full (None otherwise, or while lost)."""
+        assert self.stream is not None, tr.mode_unavailable(tr.STREAM_MODEL)
+        self._active = self.stream
         res = self.stream.step(self.camera if camera is None else camera, image, color)
         return None if res is None else res.output
 
     def step_many(self, items: List[Tuple[int, np.ndarray, str]]) -> List[Optional[ClipOutput]]:
         """One grid sample each for several cameras, sent together (the server batches them)."""
-        assert self.stream is not None
+        assert self.stream is not None, tr.mode_unavailable(tr.STREAM_MODEL)
+        self._active = self.stream
         return [None if res is None else res.output for res in self.stream.step_many(items)]
 
     def restart(self, camera: Optional[int] = None) -> None:
@@ -693,5 +781,6 @@ class TritonBackend(Backend):
         super().close()
 
 
-__all__ = ["LIVE", "LOST", "MAX_CORRID", "StreamStep", "check_sequence_base", "TritonBackend", "TritonClip", "TritonError", "TritonModelMismatchError",
-           "TritonStats", "TritonStream", "TritonUnavailableError", "parse_url", "resize_like_preprocess"]
+__all__ = ["LIVE", "LOST", "MAX_CAMERAS", "MAX_CORRID", "StreamStep", "TritonBackend", "TritonClip", "TritonError",
+           "TritonModelMismatchError", "TritonStats", "TritonStream", "TritonUnavailableError", "check_sequence_base",
+           "parse_url", "resize_like_preprocess"]

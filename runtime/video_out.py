@@ -112,6 +112,11 @@ class VideoOutput:
                     self.path, self.failed, self.frames)
         self._discard()
 
+    def discard(self) -> None:
+        """Drop the video: its temporary is removed and nothing is renamed into place (an event clip cut short by a
+        shutdown, or one that must not be kept)."""
+        self._discard()
+
     def _discard(self) -> None:
         writer, self._writer = self._writer, None
         if writer is not None:

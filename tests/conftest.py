@@ -36,6 +36,11 @@ DEVICE_TESTS = {
     "test_secrets.py": "*",            # camera credentials in no output
     "test_preview_security.py": "*",   # the page under attack: rebinding, trickling clients, tokens
     "test_image_encodings.py": "*",    # every sensor_msgs encoding a camera driver publishes
+    "test_event_clips.py": "*",        # a clip per event: span, frames, follow-up record, retention, full disk
+    "test_metrics_health.py": "*",     # /metrics equal to the stats, /healthz, /readyz through an outage
+    "test_site_config.py": "*",        # --config site.yaml: two cameras and every output, one-line errors
+    "test_mqtt.py": "*",               # events to a real mosquitto through outages and restarts, the spool
+    "test_webhook.py": "*",            # events POSTed, signed, retried; recognition never waits
     "test_runtime_incremental.py": [
         "test_every_window_equals_whole_clip",
         "test_grid_sampler_picks_nearest_frame_and_survives_drops",
@@ -69,10 +74,48 @@ def _is_device_file(name: str) -> bool:
     return name in DEVICE_TESTS or name.startswith(DEVICE_FILE_PREFIX)
 
 
+# --------------------------------------------------------------------------- the ROS 2 node's tests
+# tests/test_ros2_*.py (marker `ros2`) run in .ci/run's ros2 stage: a Python 3.12 venv with pip's ROS 2 Jazzy
+# wheels and no torch; where rclpy is missing (the main suite) the ones that need it skip with the reason.
+# The network rule: every process that initialises rclpy in a test talks to loopback only, in a DDS domain of
+# its own. The session fixture below sets both for the pytest process, whose children (the node under test,
+# peers) inherit them; tests/peers/ros2_peer.py refuses to start rclpy without them, and
+# tests/test_ros2_network.py fails when they are not in force.
+ROS2_FILE_PREFIX = "test_ros2_"
+
+
+def ros_test_env(pid: int | None = None) -> dict:
+    """The variables every ROS test process runs with: discovery on localhost only (Jazzy's
+    ROS_AUTOMATIC_DISCOVERY_RANGE; Humble's ROS_LOCALHOST_ONLY where ROS_DISTRO says humble) and a DDS domain
+    derived from the pid (1-100), so parallel runs do not see each other."""
+    env = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+           "ROS_DOMAIN_ID": str(1 + (os.getpid() if pid is None else pid) % 100)}
+    if os.environ.get("ROS_DISTRO") in ("humble", "iron"):
+        env["ROS_LOCALHOST_ONLY"] = "1"
+    return env
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _ros_loopback_only():
+    """Every test session runs with ros_test_env() (before any fixture or test starts rclpy)."""
+    saved = {k: os.environ.get(k) for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", "ROS_LOCALHOST_ONLY",
+                                            "ROS_STATIC_PEERS")}
+    os.environ.pop("ROS_STATIC_PEERS", None)  # peers named elsewhere would be contacted off loopback
+    os.environ.update(ros_test_env())
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 def pytest_ignore_collect(collection_path, config):
-    """Without torch, test files outside the device subset are not even imported (most import torch)."""
+    """Without torch, test files outside the device subset (and the torch-free ROS 2 tests) are not even imported
+    (most import torch)."""
     name = collection_path.name
-    if not HAS_TORCH and name.startswith("test_") and name.endswith(".py") and not _is_device_file(name):
+    if (not HAS_TORCH and name.startswith("test_") and name.endswith(".py") and not _is_device_file(name)
+            and not name.startswith(ROS2_FILE_PREFIX)):
         return True
     return None  # pytest decides as usual
 
@@ -91,7 +134,9 @@ def pytest_collection_modifyitems(config, items):
         name = item.path.name
         wanted = DEVICE_TESTS.get(name)
         func = getattr(item, "originalname", item.name)
-        if name.startswith(DEVICE_FILE_PREFIX) or wanted == "*" or (wanted and func in wanted):
+        if name.startswith(ROS2_FILE_PREFIX):
+            item.add_marker(pytest.mark.ros2)  # torch-free; those needing rclpy skip without it themselves
+        elif name.startswith(DEVICE_FILE_PREFIX) or wanted == "*" or (wanted and func in wanted):
             item.add_marker(pytest.mark.device)
         elif not HAS_TORCH:
             item.add_marker(no_torch)

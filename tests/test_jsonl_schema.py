@@ -111,6 +111,9 @@ def test_every_schema_line_type_has_a_producer_and_the_enums_are_the_records(val
         "event": records.event_record(event),
         "stream": records.stream_record("lost", "cam", timestamp=None, frame=None, reconnects=0),
         "server": records.server_record("live", {"url": "127.0.0.1:8001", "outage_s": 1.5}),
+        "clip": records.clip_record(SimpleNamespace(stream="cam", label="a", event_start=1.0, event_end=2.0,
+                                                    start=0.0, end=3.0, path="/c/clip-cam.mp4", frames=10, fps=3.5,
+                                                    bytes=1234, raw=False)),
     }
     assert set(made) == set(records.PRODUCERS)
     for kind, line in made.items():
@@ -146,6 +149,7 @@ def _good_result() -> Dict[str, Any]:
     "no-v", "v-2", "v-string", "unknown-type", "no-type", "extra-field", "missing-field", "started-with-reason",
     "started-with-end", "ended-without-end", "unknown-reason", "restored-without-outage", "lost-with-outage",
     "server-lost-without-reason", "server-with-stream", "unknown-stream-state", "top-k-triple", "probability-2",
+    "event-id-not-hex", "event-id-number",
 ])
 def test_the_schema_rejects_lines_no_producer_writes(validator, case):
     event = {"type": "event", "v": 1, "state": "ended", "label": "a", "start": 1.0, "end": 2.0, "confidence": 0.8,
@@ -153,7 +157,7 @@ def test_the_schema_rejects_lines_no_producer_writes(validator, case):
     stream = {"type": "stream", "v": 1, "state": "restored", "timestamp": 3.0, "frame": 9, "reconnects": 1,
               "outage_s": 1.0}
     server = {"type": "server", "v": 1, "state": "lost", "url": "h:1", "reason": "refused"}
-    for good in (_good_result(), event, stream, server):
+    for good in (_good_result(), event, {**event, "id": "0123456789abcdef0123456789abcdef"}, stream, server):
         assert validator.is_valid(good), good
     bad = {
         "no-v": {k: v for k, v in _good_result().items() if k != "v"},
@@ -174,6 +178,8 @@ def test_the_schema_rejects_lines_no_producer_writes(validator, case):
         "unknown-stream-state": {**stream, "state": "paused"},
         "top-k-triple": {**_good_result(), "top_k": [["a", 0.9, 1]]},
         "probability-2": {**_good_result(), "confidence": 2.0},
+        "event-id-not-hex": {**event, "id": "front-10.9-move_left"},
+        "event-id-number": {**event, "id": 7},
     }[case]
     assert not validator.is_valid(bad)
 
@@ -200,6 +206,21 @@ def test_a_file_run_writes_valid_result_and_event_lines(pkg, tmp_path, validator
                                                           "confidence", "top_k", "keypoints", "latency_ms", "fps",
                                                           "frame"]
     assert _of(lines, "event") == [json.loads(json.dumps(records.event_record(e))) for e in events]
+    _check_event_ids(_of(lines, "event"))
+
+
+def _check_event_ids(events: List[Dict[str, Any]]) -> None:
+    """Every event line has an id; an event's started and ended lines share it, and no two events do."""
+    assert all(isinstance(x.get("id"), str) and len(x["id"]) == 32 for x in events), events
+    started = [x["id"] for x in events if x["state"] == "started"]
+    assert len(set(started)) == len(started)  # one id per event
+    open_ids: Dict[Any, str] = {}
+    for x in events:  # per lane, an ended line closes the started one before it
+        lane = (x.get("stream"), x.get("roi"), x.get("track"))
+        if x["state"] == "started":
+            open_ids[lane] = x["id"]
+        else:
+            assert open_ids.pop(lane) == x["id"], x
 
 
 def test_the_run_cli_names_its_stream_on_every_valid_line(pkg, validator):
@@ -211,6 +232,7 @@ def test_the_run_cli_names_its_stream_on_every_valid_line(pkg, validator):
     assert _of(lines, "result") and _of(lines, "event")
     assert all(isinstance(x.get("stream"), str) for x in lines)
     assert list(lines[0])[:3] == ["stream", "type", "v"]
+    _check_event_ids(_of(lines, "event"))
 
 
 @pytest.mark.parametrize("overlap", [True, False], ids=["head-thread", "inline"])
@@ -245,6 +267,7 @@ def test_several_streams_carry_their_names_on_valid_lines(pkg, validator):
     streams = _of(lines, "stream")
     assert [(x["stream"], x["state"]) for x in streams] == [("cut", "lost"), ("cut", "restored")]
     assert any(x["type"] == "event" and x["stream"] == "cut" and x.get("reason") == "source lost" for x in lines)
+    _check_event_ids(_of(lines, "event"))
 
 
 def test_the_triton_clients_state_changes_make_valid_server_lines(pkg, validator):
@@ -260,6 +283,7 @@ def test_the_triton_clients_state_changes_make_valid_server_lines(pkg, validator
     try:
         client._lost(ConnectionRefusedError("failed to connect to all addresses\nmore detail"))
         client._ready = lambda: None  # the server answers again
+        client._read_config = lambda: None  # ... with the same model (checked again on every return)
         client._next_try = 0.0
         assert client._try_restore()
     finally:

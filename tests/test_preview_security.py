@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -138,3 +140,116 @@ def test_the_library_preview_takes_its_token_option():
         assert rec.preview.token_required
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(rec.preview.url + "state.json", timeout=5)
+
+
+def test_an_mjpeg_client_that_sends_more_then_hangs_up_while_the_camera_is_down_frees_its_thread():
+    """Bytes after the request sit unread on the socket: the hang-up behind them must still be seen."""
+    with PreviewServer(port=0) as server:
+        s = socket.create_connection((server.host, server.port), timeout=5)
+        s.sendall(f"GET /stream.mjpg HTTP/1.0\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
+        assert s.recv(64).startswith(b"HTTP/1.0 200")
+        time.sleep(0.3)  # the request was parsed: what follows is not in its reader's buffer
+        s.sendall(b"more bytes the stream never reads")
+        time.sleep(0.3)
+        s.close()
+        assert _wait(lambda: not server._clients, 3)
+
+
+def test_connections_are_counted_where_they_are_accepted_and_need_no_extra_thread(monkeypatch):
+    """A flood of connections: never more served than the bound, and one thread per served connection (the
+    header deadline is kept by the accepting thread, not by a timer thread per connection)."""
+    monkeypatch.setattr(server_mod, "MAX_CLIENTS", 4)
+    monkeypatch.setattr(server_mod, "HEADER_DEADLINE_S", 1.5)
+    with PreviewServer(port=0) as server:
+        before = threading.active_count()
+        socks = [socket.create_connection((server.host, server.port), timeout=5) for _ in range(12)]
+        time.sleep(0.5)
+        served = len(server._clients)
+        threads = threading.active_count() - before
+        refused = 0
+        for s in socks[4:]:
+            s.settimeout(2)
+            try:
+                refused += s.recv(16) == b""
+            except OSError:
+                refused += 1
+        for s in socks:
+            s.close()
+        assert served <= 4 and threads <= 4, (served, threads)
+        assert refused == 8
+        assert _wait(lambda: not server._clients, 4)
+        assert _status(_get(server, "/state.json")) == 200  # the slots came back
+
+
+def test_a_preview_on_another_loopback_address_answers_to_it_and_no_url_host_gets_around_the_check():
+    with PreviewServer(port=0, host="127.0.0.2") as server:
+        assert _status(_get(server, "/state.json", host=f"127.0.0.2:{server.port}")) == 200
+        assert _status(_get(server, "/state.json", host=f"evil.example:{server.port}")) == 421
+    with PreviewServer(port=0) as server:
+        # a request in absolute form names its host in the URL, whatever the Host header says
+        assert _status(_get(server, f"http://evil.example:{server.port}/state.json")) == 421
+        assert _status(_get(server, f"http://127.0.0.1:{server.port}/state.json")) == 200
+
+
+def test_a_non_ascii_token_sent_raw_in_the_query_works():
+    token = "grüße-🔑"
+    with PreviewServer(port=0, token=token) as server:  # curl and scripts send UTF-8 bytes as they are
+        with socket.create_connection((server.host, server.port), timeout=10) as s:
+            s.sendall(b"GET /state.json?token=" + token.encode() + f" HTTP/1.1\r\nHost: 127.0.0.1:{server.port}"
+                      "\r\n\r\n".encode())
+            assert s.recv(64).startswith(b"HTTP/1.0 200")
+        assert _status(_get(server, "/state.json?token=" + urllib.parse.quote("grüße"))) == 401
+
+
+def test_every_method_is_checked_for_the_token_before_anything_else():
+    with PreviewServer(port=0, token="t0k") as server:
+        for method in ("HEAD", "POST", "PUT", "DELETE", "OPTIONS"):
+            with socket.create_connection((server.host, server.port), timeout=10) as s:
+                s.sendall(f"{method} /state.json HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                          "Content-Length: 0\r\n\r\n".encode())
+                assert s.recv(64).startswith(b"HTTP/1.0 401"), method
+            with socket.create_connection((server.host, server.port), timeout=10) as s:
+                s.sendall(f"{method} /state.json?token=t0k HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                          "Content-Length: 0\r\n\r\n".encode())
+                assert s.recv(64).startswith(b"HTTP/1.0 405"), method
+
+
+def test_the_preview_token_never_reaches_a_log(caplog):
+    caplog.set_level(logging.DEBUG)
+    with PreviewServer(port=0, token="t0kSECRET") as server:
+        assert _status(_get(server, "/state.json?token=t0kSECRET")) == 200
+        assert _status(_get(server, "/nowhere?token=t0kSECRET")) == 404
+        time.sleep(0.2)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "/state.json" in logged and "t0kSECRET" not in logged
+
+
+def test_the_library_preview_refuses_a_busy_port_or_a_bad_host_as_the_cli_does():
+    from aknet_edge.errors import ConfigError
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"--preview-port {port}: .*already in use"):
+            with Recognizer(PKG, ArraySource([np.zeros((64, 64, 3), np.uint8)] * 2), preview_port=port) as rec:
+                list(rec)
+    with pytest.raises(ConfigError, match="--preview-host no-such-host.invalid"):
+        with Recognizer(PKG, ArraySource([np.zeros((64, 64, 3), np.uint8)] * 2), preview_port=0,
+                        preview_host="no-such-host.invalid") as rec:
+            list(rec)
+
+
+def test_the_library_page_shows_what_the_cli_page_shows():
+    """A real Recognizer's page over HTTP: the label and its confidence, the top-k, the events timeline,
+    telemetry and the overlay drawn for display (112 px cameras scaled to 560), as python -m aknet_edge.run's."""
+    with Recognizer(PKG, "synthetic://?seed=3&segments=3&speed=0&size=112&block=true", preview_port=0) as rec:
+        results = list(rec)
+        time.sleep(1.3)  # one telemetry tick after the end
+        state = json.loads(urllib.request.urlopen(rec.preview.url + "state.json", timeout=5).read())
+    (stream,) = state["streams"]
+    assert results and stream["result"]["label"] == results[-1].label
+    assert stream["result"]["confidence"] == round(results[-1].confidence, 4) and len(stream["result"]["top_k"]) > 1
+    assert stream["events"] and {e["state"] for e in stream["events"]} == {"ended"}
+    assert stream["stats"]["results"] == len(results) and stream["stats"]["source_state"] in ("live", "ended")
+    assert stream["size"] == [560, 560]

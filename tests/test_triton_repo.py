@@ -51,6 +51,9 @@ def test_configs_parse_with_tritons_schema_and_follow_the_manifest(repo):
     assert [(t.name, list(t.dims)) for t in clip.output] == [(t.name, list(t.static_shape)) for t in io.outputs]
     assert all(t.data_type == mc.TYPE_FP32 for t in list(clip.input) + list(clip.output))
     assert json.loads(clip.parameters[tr.PARAM_LABELS].string_value) == package.labels
+    from aknet_edge.triton_contract import PARAM_MODEL, model_sha256
+
+    assert clip.parameters[PARAM_MODEL].string_value == model_sha256(m)  # the client's identity check
 
     stream, _ = _config(repo / tr.STREAM_MODEL / "config.pbtxt")
     assert stream.backend == "onnxruntime" and stream.max_batch_size == tr.TritonRepoOptions().stream_max_batch
@@ -63,6 +66,7 @@ def test_configs_parse_with_tritons_schema_and_follow_the_manifest(repo):
                      "READY": mc.ModelSequenceBatching.Control.CONTROL_SEQUENCE_READY,
                      "CORRID": mc.ModelSequenceBatching.Control.CONTROL_SEQUENCE_CORRID}
     states = {s.input_name: (s.output_name, list(s.dims), s.initial_state[0].zero_data) for s in sb.state}
+    assert stream.parameters[PARAM_MODEL].string_value == model_sha256(m)
     assert states == {"shift_state_0": ("shift_state_0_out", [1, 2, 28, 28], True),
                       "shift_state_1": ("shift_state_1_out", [1, 2, 28, 28], True),
                       "feature_ring": ("feature_ring_out", [8, 32, 14, 14], True),

@@ -249,6 +249,8 @@ def test_recognisers_over_triton_equal_the_local_carried_path(server):
     want = _results(Recognizer(PACKAGE, ArraySource(frames, color="BGR"), **local))
     got = _results(Recognizer(PACKAGE, ArraySource(frames, color="BGR"), **remote))
     assert len(want) >= 5 and got == want
+    # incremental=True (--incremental) names the server's per-frame streaming: the same results, not an error
+    assert _results(Recognizer(PACKAGE, ArraySource(frames, color="BGR"), incremental=True, **remote)) == want
     footage = {f"cam{i}": _footage(10 + i, 45 + 5 * i) for i in range(3)}
 
     def multi(**opts):
@@ -316,6 +318,7 @@ def test_a_server_outage_shows_in_json_lines_events_and_telemetry(server, tmp_pa
     assert any(x["type"] == "event" and x.get("reason") == "server lost" for x in lines[lost_at:])
     assert any(x["type"] == "result" for x in lines[lines.index(server_lines[1]):])
     assert snap.server["outages"] == 1 and snap.server["state"] == "live" and len(results) > 5
+    assert snap.skipped_windows > 0  # the windows the outage cost are counted, as in whole-clip mode
 
 
 @needs_wiring
@@ -360,16 +363,58 @@ def test_whole_clip_mode_survives_the_server_going_away_too(server, tmp_path):
     assert snap.server["outages"] == 1 and snap.skipped_windows > 0 and len(results) > 5
 
 
+def _other_weights(dst: Path) -> Path:
+    """A copy of the test package with other weights in its whole-clip graph (its manifest records the new hash):
+    the same labels, preprocessing, inputs and outputs -- another model."""
+    import onnx
+    from onnx import numpy_helper
+
+    shutil.copytree(PACKAGE, dst)
+    model = onnx.load(str(dst / "model.fp32.onnx"))
+    init = next(i for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT and i.dims)
+    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * np.float32(1.01), init.name))
+    onnx.save(model, str(dst / "model.fp32.onnx"))
+    m = pk.read_manifest(dst)
+    pk.write(dst, m.replace(variants=tuple(pk.Variant.of_file(dst, v.file, v.precision, v.kind, v.role)
+                                           if v.file == "model.fp32.onnx" else v for v in m.variants)))
+    return dst
+
+
 def test_the_client_refuses_a_repository_written_from_another_package(server, package, tmp_path):
-    other = tmp_path / "same-labels-other-weights"
-    shutil.copytree(PACKAGE, other)
-    manifest = other / pk.MANIFEST
-    manifest.write_text(manifest.read_text() + "\n")  # another package: same labels, inputs and graphs' names
-    with pytest.raises(tc.TritonModelMismatchError, match=r"written from another package.*package-0.2.0.*"
-                                                          r"same-labels-other-weights"):
-        tc.TritonStream(pk.load(other), server.grpc_url).connect()
-    with pytest.raises(tc.TritonModelMismatchError, match="written from another package"):
-        tc.TritonClip(pk.load(other), server.grpc_url).connect()
+    other = pk.load(_other_weights(tmp_path / "same-labels-other-weights"))
+    for client in (tc.TritonStream, tc.TritonClip):
+        with pytest.raises(tc.TritonModelMismatchError, match=r"written from another package.*package-0.2.0.*"
+                                                              r"same-labels-other-weights"):
+            client(other, server.grpc_url).connect()
+
+
+@needs_wiring
+def test_the_package_finished_for_the_server_is_the_same_model(server, tmp_path, capsys):
+    """README's server recipe: build --from PKG --out PKG_SERVER adds the server's TensorRT engine and rewrites the
+    manifest (engine, command, batch profile); a repository written from either serves the other: the identity is
+    the model's (triton_contract.model_sha256), not the manifest file's. Other weights are one error line."""
+    from aknet_edge import run
+    from aknet_edge import triton_contract
+    from aknet_edge.cli_common import run_cli
+
+    finished = tmp_path / "pkg_server"
+    shutil.copytree(PACKAGE, finished)
+    (finished / "model.fp16.plan").write_bytes(b"an engine for the server's TensorRT and GPU")
+    m = pk.read_manifest(finished)
+    engine = pk.Variant.of_file(finished, "model.fp16.plan", "fp16", "tensorrt", engine=pk.EngineInfo("10.3.0", "L4"))
+    pk.write(finished, m.replace(variants=m.variants + (engine,), command="python -m aknet_edge.build --from pkg",
+                                 build=dataclasses.replace(m.build, batch=(1, 4, 8))))
+    assert pk.sha256_file(finished / pk.MANIFEST) != pk.sha256_file(PACKAGE / pk.MANIFEST)
+    assert triton_contract.model_sha256(pk.load(finished).manifest) == triton_contract.model_sha256(
+        pk.load(PACKAGE).manifest)
+    for client in (tc.TritonStream, tc.TritonClip):
+        client(pk.load(finished), server.grpc_url).connect().close()
+    other = _other_weights(tmp_path / "other")
+    assert run_cli(run.main, ["--package", str(other), "--backend", "triton", "--triton-url", server.grpc_url,
+                              "synthetic://?speed=0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: Triton model aknet_stream") and "written from another package" in err[-1]
+    assert "package-0.2.0 (model sha256" in err[-1] and "other (model sha256" in err[-1]
 
 
 def test_two_devices_with_default_ids_never_mix_and_a_collision_is_detected(server, package, caplog):
@@ -404,6 +449,22 @@ def test_correlation_ids_are_bound_checked():
         with pytest.raises(ConfigError, match="64-bit"):
             tc.check_sequence_base(bad)
     assert 1 <= tc.check_sequence_base(None) <= tc.MAX_CORRID
+    # the library's recognisers: a ConfigError before any connection (the URL here answers nothing)
+    from aknet_edge.runtime.recognizer import Recognizer
+    from aknet_edge.runtime.sources import ArraySource
+
+    dead = f"127.0.0.1:{triton_server.free_port()}"
+    for bad in (dict(triton_sequence_base=2 ** 64), dict(triton_sequence_base=0), dict(triton_camera=-1),
+                dict(triton_camera=tc.MAX_CAMERAS)):
+        with pytest.raises(ConfigError, match="expected a whole number"):
+            Recognizer(PACKAGE, ArraySource(_footage(0, 3)), backend="triton", triton_url=dead, **bad).start()
+    # every id the client sends fits 64 bits: the largest base with cameras numbered past the base's room
+    # (tracks come and go over a long run) -- no error mid-run, distinct ids
+    stream = tc.TritonStream(pk.load(PACKAGE), dead, sequence_base=tc.MAX_CORRID - tc.MAX_CAMERAS)
+    ids = [stream.corrid(c) for c in (0, tc.MAX_CAMERAS - 1, tc.MAX_CAMERAS, 10 * tc.MAX_CAMERAS + 3)]
+    assert ids[:2] == [tc.MAX_CORRID - tc.MAX_CAMERAS, tc.MAX_CORRID - 1] and len(set(ids)) == 4
+    assert all(1 <= i <= tc.MAX_CORRID for i in ids)
+    stream.close()
 
 
 @needs_wiring
@@ -436,5 +497,210 @@ def test_a_repository_with_only_aknet_clip_runs_in_the_mode_it_serves(tmp_path):
         assert len(remote) == len(local) > 0
         for (t1, l1, c1, _), (t2, l2, c2, _) in zip(remote, local):
             assert t1 == t2 and l1 == l2 and abs(c1 - c2) < 1e-3
+        _refuses_streaming_in_the_writers_words(clip_only, srv.grpc_url)
     finally:
         srv.stop()
+
+
+def _refuses_streaming_in_the_writers_words(package_dir, url) -> None:
+    """Per-frame streaming asked of a repository without aknet_stream: the writer's note, word for word, from the
+    library (ConfigError) and the run CLI (one error line, exit 2), before any source opens."""
+    import subprocess
+
+    from aknet_edge.errors import ConfigError
+    from aknet_edge.runtime.recognizer import Recognizer
+    from aknet_edge.runtime.sources import ArraySource
+
+    words = tr.mode_unavailable(tr.STREAM_MODEL)
+    with pytest.raises(ConfigError) as err:
+        Recognizer(package_dir, ArraySource(_footage(1, 5), color="BGR"), backend="triton", triton_url=url,
+                   incremental=True).start()
+    assert str(err.value) == words
+    cmd = [sys.executable, "-m", "aknet_edge.run", "--package", str(package_dir), "--backend", "triton",
+           "--triton-url", url, "--incremental", "synthetic://?seed=1&speed=0"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and lines[-1] == f"error: {words}", proc.stderr
+
+
+@needs_wiring
+def test_a_tsm_package_without_keypoints_or_split_graphs_is_served(tmp_path):
+    """The TSM baseline (logits only, no split graphs): build --triton-repo writes aknet_clip only and says why;
+    --backend triton runs its whole clips (the default and --no-incremental), equal to local ONNX Runtime, with
+    no keypoints; per-frame streaming is refused in the writer's words."""
+    pytest.importorskip("torch", reason="building the TSM package exports it with torch")
+    from aknet_edge import build
+    from aknet_edge.config import WEIGHTS_DIR
+    from aknet_edge.runtime.recognizer import Recognizer
+    from aknet_edge.runtime.sources import ArraySource
+
+    pkg, repo = tmp_path / "tsm", tmp_path / "repo"
+    assert build.main(["--checkpoint", str(WEIGHTS_DIR / "demo-tiny-tsm.safetensors"), "--precision", "fp32",
+                       "--target", "onnxruntime", "--eval-clips-per-class", "1", "--no-compare", "--no-progress",
+                       "--out", str(pkg), "--triton-repo", str(repo)]) == 0
+    package = pk.load(pkg)
+    assert package.manifest.config.arch == "tsm" and package.io("clip").output_names == ["logits"]
+    assert sorted(p.name for p in repo.iterdir()) == [tr.CLIP_MODEL, tr.MARKER]
+    srv = triton_server.TritonServer(repo, tmp_path)
+    try:
+        srv.start()
+    except RuntimeError as exc:
+        pytest.skip(f"tritonserver did not start here: {exc}")
+    try:
+        frames = _footage(11, 45)
+        local = _results(Recognizer(pkg, ArraySource(frames, color="BGR"), incremental=False, threads=1))
+        assert len(local) > 0 and all(not r[3] for r in local)  # no keypoints
+        for opts in (dict(), dict(incremental=False)):
+            remote = _results(Recognizer(pkg, ArraySource(frames, color="BGR"), backend="triton",
+                                         triton_url=srv.grpc_url, **opts))
+            assert len(remote) == len(local)
+            for (t1, l1, c1, k1), (t2, l2, c2, _) in zip(remote, local):
+                assert t1 == t2 and l1 == l2 and abs(c1 - c2) < 1e-3 and not k1
+        _refuses_streaming_in_the_writers_words(pkg, srv.grpc_url)
+    finally:
+        srv.stop()
+
+
+@needs_wiring
+def test_whole_clips_for_more_cameras_than_the_servers_batch_maximum(server):
+    """6 cameras in whole-clip mode against aknet_clip's max_batch_size 4: the windows of one step go in requests
+    of at most 4 (the server refused a batch of 6 and the run ended), and equal local ONNX Runtime."""
+    from aknet_edge.runtime.multistream import MultiRecognizer
+    from aknet_edge.runtime.sources import ArraySource
+
+    footage = {f"cam{i}": _footage(20 + i, 40) for i in range(6)}
+
+    def multi(**opts):
+        with MultiRecognizer(PACKAGE, {n: ArraySource(f, color="BGR") for n, f in footage.items()},
+                             incremental=False, **opts) as rec:
+            return sorted((r.stream, r.timestamp, r.label, r.confidence) for r in rec), rec.stats()
+
+    want, _ = multi(threads=1)
+    got, snap = multi(backend="triton", triton_url=server.grpc_url)
+    assert len(want) >= 12 and len({w[0] for w in want}) == 6 and len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g[:3] == w[:3] and abs(g[3] - w[3]) < 1e-4
+    assert snap.server["requests"] >= len(want) / 4 and snap.server["outages"] == 0
+
+
+def test_a_server_back_with_another_model_is_not_used(server, package, tmp_path, caplog):
+    """After an outage the client checks the served model again: a server restarted on the same address with a
+    repository written from another package (same labels, inputs and outputs) is refused (one error naming both,
+    logged once; the client stays lost and keeps retrying), and the right one is used again once it is back."""
+    other = _other_weights(tmp_path / "other-package")
+    tr.write_triton_repo(other, tmp_path / "other-repo", idle_s=IDLE_S, instance_kind="cpu", threads=1)
+    frames = list(np.random.default_rng(12).integers(0, 256, (40, 112, 112, 3), dtype=np.uint8))
+    clip = preprocess_clip(frames[:8], package.clip_spec, "BGR")
+    stream = tc.TritonStream(package, server.grpc_url, reconnect=_policy(), timeout_s=3.0).connect()
+    clips = tc.TritonClip(package, server.grpc_url, reconnect=_policy(), timeout_s=3.0).connect()
+    own_repo = server.repo
+    try:
+        assert stream.step(0, frames[0]) is not None and clips.infer(clip) is not None
+        server.kill()
+        assert stream.step(0, frames[1]) is None and stream.state == tc.LOST
+        with pytest.raises(tc.TritonUnavailableError):
+            clips.infer(clip)
+        server.repo = tmp_path / "other-repo"
+        server.start()
+        deadline = time.monotonic() + 4.0
+        k = 2
+        while time.monotonic() < deadline:  # several probes (0.2 s backoff up to 1 s): all find the other model
+            assert stream.step(0, frames[k % 40]) is None
+            with pytest.raises(tc.TritonUnavailableError):
+                clips.infer(clip)
+            k += 1
+            time.sleep(0.1)
+        assert stream.state == clips.state == tc.LOST
+        refused = [r.getMessage() for r in caplog.records if "written from another package" in r.getMessage()]
+        assert len(refused) == 2 and all("package-0.2.0" in m and "other-package" in m for m in refused)
+        server.kill()
+        server.repo = own_repo
+        server.start()
+        deadline = time.monotonic() + 20.0
+        res = None
+        while res is None and time.monotonic() < deadline:
+            res = stream.step(0, frames[k % 40])
+            k += 1
+            time.sleep(0.1)
+        assert res is not None and stream.state == tc.LIVE
+        np.testing.assert_allclose(clips.infer(clip).logits, clips.infer(clip).logits)
+        assert clips.state == tc.LIVE and stream.stats().outages == clips.stats().outages == 1
+    finally:
+        server.kill()
+        server.repo = own_repo
+        server.start()
+        stream.close()
+        clips.close()
+
+
+@needs_wiring
+def test_two_recognisers_with_default_options_share_a_server_without_mixing(server):
+    """Two devices' recognisers, default options (no sequence base given), one camera each, running at the same
+    time against one server: each gets exactly the local carried-state results of its own frames."""
+    from aknet_edge.runtime.recognizer import Recognizer
+    from aknet_edge.runtime.sources import ArraySource
+
+    footage = [_footage(30 + i) for i in range(2)]
+    want = [_results(Recognizer(PACKAGE, ArraySource(f, color="BGR"), backend="onnxruntime",
+                                exact_incremental=False, threads=1, overlap=False)) for f in footage]
+    got = [None, None]
+    stats = [None, None]
+
+    def device(i):
+        with Recognizer(PACKAGE, ArraySource(footage[i], color="BGR", speed=1.0), backend="triton",
+                        triton_url=server.grpc_url) as rec:
+            got[i] = [(r.timestamp, r.label, round(r.confidence, 5), r.keypoints) for r in rec]
+            stats[i] = rec.stats().server
+
+    threads = [threading.Thread(target=device, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert got == want and all(len(w) >= 5 for w in want)
+    assert all(s["collisions"] == 0 and s["requests"] > 0 for s in stats)
+
+
+def test_a_stalled_servers_timeout_is_part_of_the_outage(server, package):
+    """A server that stops answering (SIGSTOP) longer than the client's timeout, then resumes: the outage each
+    client reports runs from its unanswered request, so the timeout spent noticing the stall is in it."""
+    import os
+    import signal
+
+    states = []
+    kw = dict(reconnect=_policy(), timeout_s=1.0)
+    stream = tc.TritonStream(package, server.grpc_url, on_state=lambda s, i: states.append(("stream", s, i)),
+                             **kw).connect()
+    clips = tc.TritonClip(package, server.grpc_url, on_state=lambda s, i: states.append(("clip", s, i)),
+                          **kw).connect()
+    frames = list(np.random.default_rng(13).integers(0, 256, (30, 112, 112, 3), dtype=np.uint8))
+    clip = preprocess_clip(frames[:8], package.clip_spec, "BGR")
+    assert stream.step(0, frames[0]) is not None and clips.infer(clip) is not None
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        stopped = time.monotonic()
+        assert stream.step(0, frames[1]) is None  # noticed at its 1 s timeout
+        clip_sent = time.monotonic()
+        with pytest.raises(tc.TritonUnavailableError):
+            clips.infer(clip)  # noticed at its 1 s timeout
+        assert time.monotonic() - stopped >= 1.9
+        while time.monotonic() - stopped < 3.0:
+            time.sleep(0.05)
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    resumed = time.monotonic()
+    k = 2
+    while time.monotonic() - resumed < 15 and (stream.state, clips.state) != (tc.LIVE, tc.LIVE):
+        stream.step(0, frames[k % 30])
+        try:
+            clips.infer(clip)
+        except tc.TritonUnavailableError:
+            pass
+        k += 1
+    assert (stream.state, clips.state) == (tc.LIVE, tc.LIVE)
+    restored = {who: info["outage_s"] for who, s, info in states if s == tc.LIVE}
+    # from the request, not from the timeout: about 3.0 and 2.0 s (from the timeouts: about 2.0 and 1.0)
+    assert restored["stream"] >= resumed - stopped - 0.05 and restored["clip"] >= resumed - clip_sent - 0.05
+    assert stream.stats().outage_s == pytest.approx(restored["stream"], abs=0.01)
+    stream.close()
+    clips.close()

@@ -12,6 +12,14 @@ one client's requests on its own thread:
 With a token every request must carry it (``?token=``, ``Authorization: Bearer`` or an
 ``X-Preview-Token`` header), else 401 and no frame. A client that hangs up only ends its own
 connection (logged at debug level, never a traceback).
+
+What no client can do (each holds a thread and a socket while it is served): keep more than
+:data:`MAX_CLIENTS` connections open (further ones are closed at once, counted where they are
+accepted), take longer than :data:`HEADER_DEADLINE_S` over its request line and headers (the
+accepting thread cuts it off: no thread per connection waits for that), or stay connected after
+hanging up while its camera sends nothing (an MJPEG or event stream notices the close). Every
+request is answered in this order: its ``Host`` (a loopback preview answers only to its own
+address: DNS rebinding), its token, then whatever it asked for -- other methods than GET included.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -54,6 +62,51 @@ _PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' 
 _HANGUP = (BrokenPipeError, ConnectionError, TimeoutError, socket.timeout)
 
 
+def _raw(text: str) -> bytes:
+    """The bytes a client sent, from the latin-1 text http.server makes of a request line or header value."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:  # not from the wire (a caller's own str): its UTF-8
+        return text.encode("utf-8")
+
+
+def token_given(token: Optional[str], query: str, headers: Any) -> bool:
+    """Whether a request carries ``token`` (None: nothing to carry) in its query (``token=``), an
+    ``Authorization: Bearer`` or an ``X-Preview-Token`` header, compared in constant time as the UTF-8 bytes the
+    client meant: the request line and header values arrive as latin-1 text of their raw bytes, so the query is
+    percent-decoded as bytes (a browser's %C3%BC and a raw UTF-8 ü alike) and a header re-encoded. ``query`` is
+    the request target's query string. The one rule for every HTTP endpoint that shows camera data."""
+    if token is None:
+        return True
+    given = b""
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if urllib.parse.unquote_plus(key) == "token":
+            given = urllib.parse.unquote_to_bytes(_raw(value).replace(b"+", b" "))
+            break
+    if not given:
+        auth = headers.get("Authorization", "")
+        bearer = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+        given = _raw(headers.get("X-Preview-Token", "") if bearer is None else bearer)
+    return bool(given) and hmac.compare_digest(given, token.encode("utf-8"))
+
+
+def host_allowed(bound: str, port: int, target: str, headers: Any) -> bool:
+    """Whether a request may be answered by a server bound to ``bound``:``port``: one bound to a loopback address
+    answers only to its own names (127.0.0.1, localhost, [::1] and ``bound``, with the port; the URL's host for a
+    request in absolute form, else the ``Host`` header), so a page in the operator's browser cannot read it
+    through a DNS name rebound to 127.0.0.1 (DNS rebinding). Any other binding: True (the token guards it)."""
+    try:
+        if not ipaddress.ip_address(bound).is_loopback:
+            return True
+    except ValueError:  # a name, not an address: treat it as the loopback case, the stricter one
+        pass
+    netloc = urllib.parse.urlsplit(target).netloc if not target.startswith("/") else ""
+    host = (netloc or headers.get("Host") or "").strip().lower()
+    names = set(_LOOPBACK_NAMES) | {bound.lower()}
+    return host in {f"{name}:{port}" for name in names} or (port == 80 and host in names)
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
@@ -67,7 +120,11 @@ def _dumps(obj: Any) -> str:
 
 
 class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    """The listening socket; ``preview`` is the :class:`PreviewServer` its handlers answer for."""
+    """The listening socket; ``preview`` is the :class:`PreviewServer` its handlers answer for.
+
+    The accepting thread (``serve_forever``) counts the connections it hands out and, between accepts
+    (:meth:`service_actions`, every poll), closes those whose request has not arrived by its deadline.
+    """
 
     # daemon threads: ThreadingMixIn then keeps no list of them (on Python 3.8 that list only grows); the
     # PreviewServer tracks its live client threads itself and joins them on close
@@ -80,14 +137,52 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         super().__init__(address, PreviewHandler)
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
-        """At most :data:`MAX_CLIENTS` connections at once: a flood of idle sockets cannot take every thread."""
-        if len(self.preview._clients) >= MAX_CLIENTS:
-            if not self.preview._warned_full:
-                self.preview._warned_full = True
+        """At most :data:`MAX_CLIENTS` connections at once: a flood of idle sockets cannot take every thread.
+        Counted here, on the accepting thread, before the connection's thread starts (no race with it)."""
+        preview = self.preview
+        with preview._slots_lock:
+            if len(preview._waiting) + preview._serving >= MAX_CLIENTS:
+                full = True
+            else:
+                full = False
+                preview._waiting[request] = time.monotonic() + HEADER_DEADLINE_S
+        if full:
+            if not preview._warned_full:
+                preview._warned_full = True
                 log.warning("preview: %d clients connected; further connections are refused until one leaves "
                             "(logged once)", MAX_CLIENTS)
             return False
         return True
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread for it (the machine's limit): its slot is free again
+            self.preview._slot_free(request)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.preview._slot_free(request)
+
+    def service_actions(self) -> None:
+        """Between accepts: cut off every connection whose request line and headers are not in by their deadline
+        (a per-read timeout restarts with every byte, so a client trickling one byte a second would hold its
+        thread for ever)."""
+        now = time.monotonic()
+        with self.preview._slots_lock:
+            pending = self.preview._waiting
+            late = [sock for sock, deadline in pending.items() if deadline <= now]
+            for sock in late:  # cut off once; the slot stays taken until its thread has ended
+                pending[sock] = float("inf")
+        for sock in late:
+            log.debug("preview client: no complete request within %.0f s; closed", HEADER_DEADLINE_S)
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # its thread's read ends; the thread then closes the socket
+            except OSError:
+                pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """socketserver prints a traceback to stderr here; a client's failure is not the server's."""
@@ -121,46 +216,55 @@ class PreviewHandler(http.server.BaseHTTPRequestHandler):
         me = threading.current_thread()
         clients = self.preview._clients
         clients.add(me)
-        # the whole request line and headers within HEADER_DEADLINE_S: the socket timeout alone restarts with
-        # every byte, so a client trickling one byte every few seconds would hold this thread for ever
-        self._headers_done = False
-        watchdog = threading.Timer(HEADER_DEADLINE_S, self._cut_off)
-        watchdog.daemon = True
-        watchdog.start()
         try:
             super().handle()
         except _HANGUP + (OSError,) as exc:  # hung up (or was cut off) before or while its response went out
             log.debug("preview client %s hung up: %s", self.client_address[0], exc)
             self.close_connection = True
         finally:
-            watchdog.cancel()
             clients.discard(me)
 
-    def _cut_off(self) -> None:
-        if not self._headers_done:
-            log.debug("preview client %s: no complete request within %.0f s; closed", self.client_address[0],
-                      HEADER_DEADLINE_S)
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
     def _gone(self) -> bool:
-        """Whether the client closed its side (checked while nothing is sent: a camera that is down)."""
+        """Whether the client closed its side (checked while nothing is sent: a camera that is down). Whatever it
+        sent after its request is read and dropped (it means nothing here), so the close behind it is seen."""
         try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
-            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+            for _ in range(16):  # a client that keeps sending is read a little each time, never for ever
+                readable, _, _ = select.select([self.connection], [], [], 0)
+                if not readable:
+                    return False
+                if not self.connection.recv(4096):
+                    return True
+            return False
         except (OSError, ValueError):
             return True
 
     def _host_allowed(self) -> bool:
         """A loopback preview answers only to its own names: a page in the operator's browser cannot read frames
-        through a DNS name rebound to 127.0.0.1 (DNS rebinding)."""
-        if not self.preview.loopback:
-            return True
-        host = (self.headers.get("Host") or "").strip().lower()
-        port = self.preview.port
-        return host in {f"{name}:{port}" for name in _LOOPBACK_NAMES} or (port == 80 and host in _LOOPBACK_NAMES)
+        through a DNS name rebound to 127.0.0.1 (DNS rebinding). The names: 127.0.0.1, localhost, [::1] and the
+        address it is bound to, with its port (a request in absolute form names its host in the URL)."""
+        return host_allowed(self.preview.host, self.preview.port, self.path, self.headers)
+
+    def _gate(self) -> bool:
+        """Before anything else a request asks: its Host, then its token; False when it was refused (answered)."""
+        self.preview._slot_served(self.request)  # its request line and headers are in: no deadline from here on
+        if not self._host_allowed():
+            self._plain(421, "421: this preview answers only to its own address (127.0.0.1, localhost or [::1] "
+                             f"with port {self.preview.port})")
+            return False
+        if not self.preview._authorised(urllib.parse.urlsplit(self.path).query, self.headers):
+            self._plain(401, "401 unauthorised: this preview needs its token (open the page as "
+                             "/?token=TOKEN, or send 'Authorization: Bearer TOKEN')",
+                        {"WWW-Authenticate": 'Bearer realm="aknet_edge preview"'})
+            return False
+        return True
+
+    def _other_method(self) -> None:
+        """Any method but GET: refused, after the same checks as a GET (nothing answers before the token)."""
+        if self._gate():
+            self._plain(405, f"405: {self.command} is not served here; the preview answers GET only",
+                        {"Allow": "GET"})
+
+    do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_CONNECT = do_TRACE = _other_method
 
     def _reply(self, code: int, ctype: str, body: Optional[bytes] = None,
                extra: Optional[Dict[str, str]] = None) -> None:
@@ -180,18 +284,10 @@ class PreviewHandler(http.server.BaseHTTPRequestHandler):
         self._reply(code, "text/plain; charset=utf-8", (text + "\n").encode("utf-8"), extra)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server API
-        self._headers_done = True
+        if not self._gate():
+            return
         parts = urllib.parse.urlsplit(self.path)
         query = urllib.parse.parse_qs(parts.query)
-        if not self._host_allowed():
-            self._plain(421, "421: this preview answers only to its own address (127.0.0.1, localhost or [::1] "
-                             f"with port {self.preview.port})")
-            return
-        if not self.preview._authorised(query, self.headers):
-            self._plain(401, "401 unauthorised: this preview needs its token (open the page as "
-                             "/?token=TOKEN, or send 'Authorization: Bearer TOKEN')",
-                        {"WWW-Authenticate": 'Bearer realm="aknet_edge preview"'})
-            return
         stream = (query.get("stream") or [None])[0]
         route = {"/": self._page, "/index.html": self._page, "/events": self._events,
                  "/stream.mjpg": self._mjpeg, "/frame.jpg": self._jpeg,
@@ -285,7 +381,12 @@ class PreviewServer(PreviewState):
             raise ValueError("the preview token is empty: give a non-empty secret or none")
         self.page = PAGE.read_bytes()  # missing only from a broken install: fail here, not per request
         self._token = token
-        self._clients: set = set()
+        self._clients: set = set()  # the threads serving a client now (joined on close)
+        # connection slots (MAX_CLIENTS), taken on the accepting thread: sockets whose request has not arrived,
+        # with their deadline, and the number being served
+        self._slots_lock = threading.Lock()
+        self._waiting: Dict[Any, float] = {}
+        self._serving = 0
         self._warned_full = False
         # bind before the state starts its threads: a busy port then leaves nothing running
         self._httpd = _Server((host, port), self)
@@ -312,26 +413,34 @@ class PreviewServer(PreviewState):
             return self.url
         return self.url + "?" + urllib.parse.urlencode({"token": self._token})
 
-    def _authorised(self, query: Dict[str, List[str]], headers: Any) -> bool:
-        if self._token is None:
-            return True
-        # the query is percent-decoded as UTF-8; header values arrive as latin-1 text of the raw bytes, so a
-        # token with non-ASCII characters is compared as the UTF-8 bytes the client sent, whichever way it came
-        given = (query.get("token") or [""])[0].encode("utf-8")
-        if not given:
-            auth = headers.get("Authorization", "")
-            raw = auth[7:].strip() if auth.lower().startswith("bearer ") else headers.get("X-Preview-Token", "")
-            try:
-                given = raw.encode("latin-1")
-            except UnicodeEncodeError:
-                given = raw.encode("utf-8")
-        return bool(given) and hmac.compare_digest(given, self._token.encode("utf-8"))
+    def _slot_served(self, request: Any) -> None:
+        """``request``'s line and headers arrived: its slot moves from waiting (with a deadline) to served."""
+        with self._slots_lock:
+            if self._waiting.pop(request, None) is not None:
+                self._serving += 1
+
+    def _slot_free(self, request: Any) -> None:
+        """``request``'s connection ended: its slot is free."""
+        with self._slots_lock:
+            if self._waiting.pop(request, None) is None:
+                self._serving = max(0, self._serving - 1)
+
+    def _authorised(self, query: str, headers: Any) -> bool:
+        """Whether a request with this query string and these headers carries the token (:func:`token_given`)."""
+        return token_given(self._token, query, headers)
 
     def close(self) -> None:
         """Stop serving: every client connection ends (within a few seconds for a stalled one), threads joined."""
         self._halt()  # client loops see it first, so shutdown() is not held up by them
         self._httpd.shutdown()
         self._httpd.server_close()
+        with self._slots_lock:
+            waiting = list(self._waiting)
+        for sock in waiting:  # connections whose request has not come: no need to wait for their deadline
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         super().close()
         self._thread.join(5.0)
         deadline = time.monotonic() + 6.0
@@ -345,4 +454,4 @@ MjpegServer = PreviewServer  # the 0.3 name: same constructor, ``update`` and ``
 
 
 __all__ = ["BOUNDARY", "DEFAULT_HOST", "HEADER_DEADLINE_S", "MAX_CLIENTS", "MjpegServer", "PAGE", "PreviewHandler",
-           "PreviewServer"]
+           "PreviewServer", "host_allowed", "token_given"]

@@ -118,12 +118,12 @@ class Source:
 
     def __init__(self, uri: str, *, options: SourceOptions | None = None, **kwargs: Any) -> None:
         if options is None:
-            options = self.options_class.parse(kwargs, source=uri)
+            options = self.options_class.parse(kwargs, source=uri)  # its errors are AknetErrors: redacted
         elif kwargs:
-            raise TypeError(f"{type(self).__name__}({uri!r}): give options either as an options object or as "
+            raise TypeError(f"{type(self).__name__}({redact(uri)!r}): give options either as an options object or as "
                             f"keywords, not both (got options= and {', '.join(sorted(kwargs))})")
         elif not isinstance(options, self.options_class):
-            raise TypeError(f"{type(self).__name__}({uri!r}): options={options!r}: expected a "
+            raise TypeError(f"{type(self).__name__}({redact(uri)!r}): options={redact(repr(options))}: expected a "
                             f"{self.options_class.__name__}")
         # what logs, errors and outputs show: the URI with its password and secret query values masked (the
         # real one stays with whoever opens the device: OpenCV's target, the bag's path)

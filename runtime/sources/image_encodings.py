@@ -36,12 +36,21 @@ def _cv2() -> Any:
     return cv2
 
 
+def _bytes_of(data: Any) -> np.ndarray:
+    """A message's ``data`` as a flat uint8 array, without a copy where it holds a buffer (rclpy's array.array,
+    bytes, a contiguous numpy array: 0.9 MB a 640x480 frame, 30 times a second per camera)."""
+    try:
+        return np.frombuffer(memoryview(data).cast("B"), np.uint8)
+    except (TypeError, ValueError):  # a list, or a strided array
+        return np.frombuffer(np.asarray(data, np.uint8).tobytes(), np.uint8)
+
+
 def decode_image(msg: Any, msgtype: str = IMAGE) -> Optional[np.ndarray]:
     """A ``sensor_msgs`` Image or CompressedImage as a BGR uint8 (H, W, 3) frame; None when its data is short or
     does not decode (a corrupt frame); :class:`UnsupportedEncoding` for an encoding not in :data:`ENCODINGS`."""
     cv2 = _cv2()
     if msgtype == COMPRESSED:
-        data = np.frombuffer(bytes(msg.data), np.uint8)
+        data = _bytes_of(msg.data)
         return cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     enc = str(msg.encoding)
     per = _BYTES.get(enc)
@@ -49,8 +58,7 @@ def decode_image(msg: Any, msgtype: str = IMAGE) -> Optional[np.ndarray]:
         raise UnsupportedEncoding(f"Image encoding {enc!r} is not supported; supported: {', '.join(ENCODINGS)} "
                                   "(and sensor_msgs/CompressedImage JPEG or PNG)")
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    data = msg.data
-    buf = np.frombuffer(data.tobytes() if isinstance(data, np.ndarray) else bytes(data), np.uint8)
+    buf = _bytes_of(msg.data)
     planar = enc in ("nv12", "nv21")
     rows = h * 3 // 2 if planar else h
     if h <= 0 or w <= 0 or step < w * per or buf.size < rows * step or (planar and (h % 2 or w % 2)):

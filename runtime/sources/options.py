@@ -30,6 +30,7 @@ from typing import Any, Dict, Optional, Tuple
 from urllib.parse import parse_qsl
 
 from aknet_edge.errors import ConfigError
+from aknet_edge.redact import redact
 from aknet_edge.sampling import FOLDER_FPS
 
 _TRUE = ("1", "true", "yes", "on", "")  # "" : a bare flag in a query (``?loop``)
@@ -256,8 +257,9 @@ class SourceOptions:
         return [(n, getattr(self, n)) for n in own + common]
 
     def describe(self) -> str:
-        """One line, ``name=value`` separated by spaces, in the form :meth:`parse` reads back."""
-        return " ".join(f"{k}={_show(v)}" for k, v in self.items())
+        """One line, ``name=value`` separated by spaces, in the form :meth:`parse` reads back (for logs: a
+        secret-named value, e.g. an FFmpeg option ``password``, is masked)."""
+        return redact(" ".join(f"{k}={_show(v)}" for k, v in self.items()))
 
     def to_query(self) -> str:
         return "&".join(f"{k}={_show(v)}" for k, v in self.items())
