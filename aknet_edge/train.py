@@ -2,6 +2,9 @@
 
 Data is the synthetic generator (fresh clips every epoch, seeds disjoint from
 the held-out evaluation set) or a labelled folder (one sub-folder per class).
+With ``--teacher CHECKPOINT`` the model also learns from a trained teacher's
+softened predictions (knowledge distillation, Hinton et al. 2015): a TSM
+baseline of the same classes teaches AK-Net what its whole-frame view saw.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .checkpoint import save_checkpoint
-from .cli_common import CliParser, add_model_args, check_number, config_from_args, run_cli
+from .cli_common import CliParser, UsageError, add_model_args, check_number, config_from_args, run_cli
 from .config import ModelConfig
+from .errors import ConfigError
 from .data import SYNTHETIC_CLIPS, LabelledFolder, array_batches, synthetic_batches
 from .model import build_model, logits_of
 
@@ -41,6 +45,10 @@ class TrainConfig:
     label_smoothing: float = 0.05
     warmup: float = 0.05  # fraction of steps spent warming up the learning rate
     synthetic_clips: str = "window"  # "window": as the runtime samples (default); "whole": the whole action
+    # With a teacher: the loss is (1 - w) * cross-entropy + w * T^2 * KL(teacher || student) at temperature T (the
+    # T^2 keeps the soft term's gradients on the hard term's scale as T changes).
+    distill_weight: float = 0.5
+    distill_temperature: float = 4.0
 
 
 @dataclass
@@ -50,19 +58,43 @@ class TrainResult:
     seconds: float
 
 
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``T^2 * KL(softmax(teacher / T) || softmax(student / T))``, averaged over the batch."""
+    t = temperature
+    return F.kl_div(F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1), reduction="batchmean",
+                    log_target=True) * (t * t)
+
+
+def check_teacher(teacher: torch.nn.Module, cfg: ModelConfig) -> None:
+    """The teacher must name the same classes in the same order and read the same clips as the student: both see
+    one preprocessed batch, and its logits are compared class by class."""
+    tcfg = teacher.cfg
+    if tcfg.class_names != cfg.class_names:
+        raise ConfigError(f"the teacher's classes ({', '.join(tcfg.class_names)}) are not the student's "
+                          f"({', '.join(cfg.class_names)}): train the teacher on the same classes, in the same order")
+    if tcfg.clip != cfg.clip:
+        raise ConfigError(f"the teacher reads other clips ({tcfg.clip}) than the student ({cfg.clip}): "
+                          "give both the same clip settings (frames, size, span, mean/std, colour)")
+
+
 def train(cfg: ModelConfig, tc: TrainConfig, data: str = "synthetic", out: str | Path | None = None,
-          progress: bool = True, init: torch.nn.Module | None = None) -> TrainResult:
-    """Train with a fixed seed (from scratch, or continuing ``init``); checkpoint every epoch when ``out`` is given."""
+          progress: bool = True, init: torch.nn.Module | None = None,
+          teacher: torch.nn.Module | None = None) -> TrainResult:
+    """Train with a fixed seed (from scratch, or continuing ``init``); checkpoint every epoch when ``out`` is given.
+
+    ``teacher``: a trained model (e.g. the TSM baseline) whose softened predictions the model also learns from
+    (``tc.distill_weight``, ``tc.distill_temperature``); it is only run forward, in eval mode.
+    """
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(tc.threads)
     try:
-        return _train(cfg, tc, data, out, progress, init)
+        return _train(cfg, tc, data, out, progress, init, teacher)
     finally:
         torch.set_num_threads(previous_threads)  # a library call leaves the process as it found it
 
 
 def _train(cfg: ModelConfig, tc: TrainConfig, data: str, out: str | Path | None, progress: bool,
-           init: torch.nn.Module | None) -> TrainResult:
+           init: torch.nn.Module | None, teacher: torch.nn.Module | None) -> TrainResult:
     torch.manual_seed(tc.seed)
     np.random.seed(tc.seed)
     folder = None
@@ -73,6 +105,9 @@ def _train(cfg: ModelConfig, tc: TrainConfig, data: str, out: str | Path | None,
             cfg = cfg.replace(num_classes=len(folder.classes), labels=folder.classes)
         x_all, y_all, bad = folder.load(cfg.clip)
         log.info("loaded %d clips from %s (%d unreadable, skipped)", len(y_all), data, bad)
+    if teacher is not None:
+        check_teacher(teacher, cfg)  # after a folder set the classes
+        teacher.eval()
     model = build_model(cfg)
     if init is not None:
         model.load_state_dict(init.state_dict())
@@ -98,6 +133,11 @@ def _train(cfg: ModelConfig, tc: TrainConfig, data: str, out: str | Path | None,
             x, y = torch.from_numpy(xb), torch.from_numpy(yb)
             logits = logits_of(model(x))
             loss = F.cross_entropy(logits, y, label_smoothing=tc.label_smoothing)
+            if teacher is not None:
+                with torch.no_grad():
+                    soft = logits_of(teacher(x))
+                loss = (1 - tc.distill_weight) * loss + tc.distill_weight * distillation_loss(
+                    logits, soft, tc.distill_temperature)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -109,7 +149,11 @@ def _train(cfg: ModelConfig, tc: TrainConfig, data: str, out: str | Path | None,
             bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{correct / seen:.3f}")
         log.info("epoch %d/%d: loss %.4f, train acc %.3f", epoch + 1, tc.epochs, epoch_loss / seen, correct / seen)
         if out is not None:
-            save_checkpoint(model.eval(), out, extra={"epoch": str(epoch + 1), "train_seed": str(tc.seed)})
+            extra = {"epoch": str(epoch + 1), "train_seed": str(tc.seed)}
+            if teacher is not None:
+                extra.update(distill_teacher=teacher.cfg.arch, distill_weight=str(tc.distill_weight),
+                             distill_temperature=str(tc.distill_temperature))
+            save_checkpoint(model.eval(), out, extra=extra)
     return TrainResult(model.eval(), losses, time.time() - start)
 
 
@@ -121,6 +165,13 @@ def check_args(args: argparse.Namespace) -> None:
     check_number("--lr", args.lr, above=0, optional=False)
     check_number("--seed", args.seed, minimum=0, maximum=2**32 - 1, whole=True, optional=False)  # numpy's range
     check_number("--threads", args.threads, minimum=1, whole=True, optional=False)
+    check_number("--distill-weight", args.distill_weight, minimum=0, maximum=1)
+    check_number("--distill-temperature", args.distill_temperature, above=0)
+    if args.teacher is None:
+        given = [f for f, v in (("--distill-weight", args.distill_weight),
+                                ("--distill-temperature", args.distill_temperature)) if v is not None]
+        if given:
+            raise UsageError(f"{' and '.join(given)} without --teacher: give the teacher checkpoint to distil from")
     from .io_utils import check_writable
 
     check_writable(args.out, "--out")  # now, not after the first epoch
@@ -142,19 +193,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--synthetic-clips", choices=SYNTHETIC_CLIPS, default=d.synthetic_clips,
                    help="synthetic clips sampled as the live window sees an action (window) or spread over the "
                         "whole action (whole: an easier first stage)")
+    p.add_argument("--teacher", metavar="CHECKPOINT",
+                   help="distil from this trained checkpoint (e.g. a TSM baseline of the same classes and clips): "
+                        "the loss mixes its softened predictions with the labels")
+    p.add_argument("--distill-weight", type=float, metavar="W",
+                   help=f"share of the teacher's term in the loss, 0..1 (default {d.distill_weight}; with --teacher)")
+    p.add_argument("--distill-temperature", type=float, metavar="T",
+                   help=f"softening temperature of both models' logits (default {d.distill_temperature}; with --teacher)")
     args = p.parse_args(argv)
     check_args(args)
-    init = None
-    if args.init:
-        from .checkpoint import load_checkpoint
+    from .checkpoint import load_checkpoint
 
+    init = teacher = None
+    if args.init:
         init = load_checkpoint(args.init)
         cfg = init.cfg
     else:
         cfg = config_from_args(args)
+    if args.teacher:
+        teacher = load_checkpoint(args.teacher)
+        if args.data == "synthetic":
+            check_teacher(teacher, cfg)  # before any clip is made (a folder's classes are checked once it is read)
+    distill = {k: v for k, v in (("distill_weight", args.distill_weight),
+                                 ("distill_temperature", args.distill_temperature)) if v is not None}
     tc = TrainConfig(epochs=args.epochs, clips_per_class=args.clips_per_class, batch=args.batch, lr=args.lr,
-                     seed=args.seed, threads=args.threads, synthetic_clips=args.synthetic_clips)
-    res = train(cfg, tc, data=args.data, out=args.out, init=init)
+                     seed=args.seed, threads=args.threads, synthetic_clips=args.synthetic_clips, **distill)
+    res = train(cfg, tc, data=args.data, out=args.out, init=init, teacher=teacher)
     print(f"trained {cfg.arch}/{cfg.backbone} in {res.seconds / 60:.1f} min; final loss "
           f"{np.mean(res.losses[-20:]):.4f}; checkpoint {args.out}")
     return 0
