@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import errno
-import hmac
 import http.server
-import ipaddress
 import json
 import logging
 import math
@@ -44,6 +42,7 @@ from aknet_edge.checks import check_number
 from aknet_edge.errors import ConfigError, DependencyError
 
 from .lane import lane_name
+from .http_access import host_allowed, token_given
 from .preview.cli import env_token, is_loopback
 from .sinks import Sink
 from .telemetry import LIVE, RECONNECTING, SOURCE_STATES
@@ -144,7 +143,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server API
         sink = self.server.sink
         parts = urllib.parse.urlsplit(self.path)
-        if sink.loopback and not _loopback_host(self.headers.get("Host"), sink.port):
+        if not host_allowed(sink.host, sink.port, self.path, self.headers):
             self._send(421, "text/plain; charset=utf-8", b"421: answers only to its own loopback address\n")
             return
         if parts.path == "/healthz":
@@ -154,7 +153,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             ok, why = sink.readiness()
             self._json(200 if ok else 503, {"ready": ok, **why})
         elif parts.path == "/metrics":
-            if not _authorised(sink.token, urllib.parse.parse_qs(parts.query), self.headers):
+            if not token_given(sink.token, parts.query, self.headers):
                 self._send(401, "text/plain; charset=utf-8", b"401 unauthorised: /metrics needs the token "
                            b"('Authorization: Bearer TOKEN' or ?token=TOKEN)\n",
                            {"WWW-Authenticate": 'Bearer realm="aknet_edge metrics"'})
@@ -165,28 +164,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(404, "text/plain; charset=utf-8", b"404: /metrics, /healthz or /readyz\n")
 
     do_HEAD = do_GET  # noqa: N815 - http.server API
-
-
-def _loopback_host(host: Optional[str], port: int) -> bool:
-    """A loopback server answers only to its own names (a browser page cannot read it through DNS rebinding)."""
-    host = (host or "").strip().lower()
-    return host in {f"{n}:{port}" for n in ("127.0.0.1", "localhost", "[::1]")} or host in ("127.0.0.1",
-                                                                                           "localhost", "[::1]")
-
-
-def _authorised(token: Optional[str], query: Dict[str, List[str]], headers: Any) -> bool:
-    """The preview's rule: ``?token=``, ``Authorization: Bearer`` or ``X-Preview-Token``, compared in constant time."""
-    if token is None:
-        return True
-    given = (query.get("token") or [""])[0].encode("utf-8")
-    if not given:
-        auth = headers.get("Authorization", "")
-        raw = auth[7:].strip() if auth.lower().startswith("bearer ") else headers.get("X-Preview-Token", "")
-        try:
-            given = raw.encode("latin-1")
-        except UnicodeEncodeError:
-            given = raw.encode("utf-8")
-    return bool(given) and hmac.compare_digest(given, token.encode("utf-8"))
 
 
 def _stream_key(item: Any) -> str:
@@ -335,7 +312,6 @@ class MetricsSink(Sink):
             raise ConfigError(f"--metrics-port {options.port}: cannot serve on {options.host}:{options.port}: "
                               f"{_reason(exc)}; choose another port (0 picks a free one)") from None
         self.host, self.port = self._httpd.server_address[:2]
-        self.loopback = ipaddress.ip_address(self.host).is_loopback
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="aknet-metrics", daemon=True)
         self._thread.start()

@@ -156,8 +156,21 @@ def test_the_preview_token_guards_metrics_but_not_health():
         assert _get(base + "readyz")[0] in (200, 503) and _get(base + "healthz")[0] in (200, 503)
         # a loopback server answers only to its own names (no DNS rebinding from a browser page)
         assert _get(base + "healthz", {"Host": "evil.example:80"})[0] == 421
+        # the preview's rule itself (runtime/http_access.py), so its cases hold here too: a request in absolute
+        # form names its host in the URL whatever its Host header says; the token in an X-Preview-Token header
+        port = int(base.rsplit(":", 1)[1].strip("/"))
+        assert _raw_status(port, f"http://evil.example:{port}/healthz") == 421
+        assert _raw_status(port, "/metrics", b"X-Preview-Token: s3cret\r\n") == 200
         assert _get(base + "nothing")[0] == 404
         list(rec)
+
+
+def _raw_status(port: int, target: str, headers: bytes = b"") -> int:
+    """The status of a request sent as written (urllib would not send an absolute-form target)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n".encode() + headers
+                  + b"\r\n")
+        return int(s.recv(64).split(b" ", 2)[1])
 
 
 def _free_port() -> int:

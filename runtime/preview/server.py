@@ -24,7 +24,6 @@ address: DNS rebinding), its token, then whatever it asked for -- other methods 
 
 from __future__ import annotations
 
-import hmac
 import http.server
 import ipaddress
 import json
@@ -41,6 +40,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
+from ..http_access import host_allowed, token_given
 from .state import HISTORY_S, PreviewState
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,6 @@ PAGE = Path(__file__).resolve().parent.parent / "web" / "preview.html"
 _PING_S = 2.0  # an idle event stream sends a comment this often (a client that left is noticed)
 HEADER_DEADLINE_S = 5.0  # a request's line and headers must have arrived by then (a trickling client is cut off)
 MAX_CLIENTS = 32  # connections served at once; more are closed at once (each holds a thread and a socket)
-_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 # nothing but this server: no CDN, no fonts, no beacons (robots sit on closed networks)
 _PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
                                             "style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'",
@@ -60,51 +59,6 @@ _PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' 
 
 # a client went away, or stalled past the timeout (socket.timeout: TimeoutError from Python 3.10 on)
 _HANGUP = (BrokenPipeError, ConnectionError, TimeoutError, socket.timeout)
-
-
-def _raw(text: str) -> bytes:
-    """The bytes a client sent, from the latin-1 text http.server makes of a request line or header value."""
-    try:
-        return text.encode("latin-1")
-    except UnicodeEncodeError:  # not from the wire (a caller's own str): its UTF-8
-        return text.encode("utf-8")
-
-
-def token_given(token: Optional[str], query: str, headers: Any) -> bool:
-    """Whether a request carries ``token`` (None: nothing to carry) in its query (``token=``), an
-    ``Authorization: Bearer`` or an ``X-Preview-Token`` header, compared in constant time as the UTF-8 bytes the
-    client meant: the request line and header values arrive as latin-1 text of their raw bytes, so the query is
-    percent-decoded as bytes (a browser's %C3%BC and a raw UTF-8 ü alike) and a header re-encoded. ``query`` is
-    the request target's query string. The one rule for every HTTP endpoint that shows camera data."""
-    if token is None:
-        return True
-    given = b""
-    for pair in query.split("&"):
-        key, _, value = pair.partition("=")
-        if urllib.parse.unquote_plus(key) == "token":
-            given = urllib.parse.unquote_to_bytes(_raw(value).replace(b"+", b" "))
-            break
-    if not given:
-        auth = headers.get("Authorization", "")
-        bearer = auth[7:].strip() if auth.lower().startswith("bearer ") else None
-        given = _raw(headers.get("X-Preview-Token", "") if bearer is None else bearer)
-    return bool(given) and hmac.compare_digest(given, token.encode("utf-8"))
-
-
-def host_allowed(bound: str, port: int, target: str, headers: Any) -> bool:
-    """Whether a request may be answered by a server bound to ``bound``:``port``: one bound to a loopback address
-    answers only to its own names (127.0.0.1, localhost, [::1] and ``bound``, with the port; the URL's host for a
-    request in absolute form, else the ``Host`` header), so a page in the operator's browser cannot read it
-    through a DNS name rebound to 127.0.0.1 (DNS rebinding). Any other binding: True (the token guards it)."""
-    try:
-        if not ipaddress.ip_address(bound).is_loopback:
-            return True
-    except ValueError:  # a name, not an address: treat it as the loopback case, the stricter one
-        pass
-    netloc = urllib.parse.urlsplit(target).netloc if not target.startswith("/") else ""
-    host = (netloc or headers.get("Host") or "").strip().lower()
-    names = set(_LOOPBACK_NAMES) | {bound.lower()}
-    return host in {f"{name}:{port}" for name in names} or (port == 80 and host in names)
 
 
 def _json_default(obj: Any) -> Any:
