@@ -13,7 +13,8 @@ Two runs on the same footage (each topic its own synthetic scenes, rendered at `
 
 Targets: node / in-process results per second >= 0.9, and the node's added latency (p50 minus p50) under one
 frame interval. The first seconds (windows filling, discovery) are left out. Prints a table and writes
-bench/results/ros2.json with the machine. Needs rclpy (pip's ROS 2 Jazzy wheels: .ci/run's ros2 venv). Every ROS
+bench/results/ros2.json with the machine. ``--large-image-profile`` runs the ROS processes with
+docs/fastdds_large_images.xml (Fast DDS shared-memory segments large enough for raw images). Needs rclpy (pip's ROS 2 Jazzy wheels: .ci/run's ros2 venv). Every ROS
 process here runs with discovery on localhost and a DDS domain of its own (ROS_AUTOMATIC_DISCOVERY_RANGE,
 ROS_DOMAIN_ID), like the tests. ``--quick`` only checks that it runs (its numbers mean nothing).
 """
@@ -45,6 +46,20 @@ def loopback_only() -> None:
     os.environ.pop("ROS_STATIC_PEERS", None)
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
+
+
+def use_large_image_profile(work: Path) -> Path:
+    """docs/fastdds_large_images.xml for this process and its children, its UDP transport kept on loopback (the
+    file itself leaves the robot's network alone; the bench may only talk to 127.0.0.1)."""
+    text = (REPO / "docs" / "fastdds_large_images.xml").read_text()
+    udp = "<type>UDPv4</type>"
+    if text.count(udp) != 1:
+        raise SystemExit(f"error: docs/fastdds_large_images.xml: expected one {udp} transport to keep on loopback")
+    text = text.replace(udp, udp + "\n      <interfaceWhiteList><address>127.0.0.1</address></interfaceWhiteList>")
+    path = work / "fastdds_large_images.xml"
+    path.write_text(text)
+    os.environ["FASTRTPS_DEFAULT_PROFILES_FILE"] = os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(path)
+    return path
 
 
 def footage(topics: int, frames: int, width: int, height: int) -> List[List[np.ndarray]]:
@@ -210,6 +225,9 @@ def main(argv: List[str] | None = None) -> int:
     ap.add_argument("--best-effort", dest="reliable", action="store_false",
                     help="publish and subscribe best effort (the node's default QoS; with Fast DDS's defaults "
                          "large images between processes then lose fragments, see the README)")
+    ap.add_argument("--large-image-profile", action="store_true",
+                    help="run the ROS processes with docs/fastdds_large_images.xml (shared-memory segments large enough "
+                         "for raw images; its UDP kept on loopback here)")
     ap.add_argument("--quick", action="store_true", help="tiny run: checks the script only")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "ros2.json"))
     ap.add_argument("--publish", action="store_true", help=argparse.SUPPRESS)  # the publisher process
@@ -226,6 +244,8 @@ def main(argv: List[str] | None = None) -> int:
 
     pkg = Path(args.package) if args.package else demo_package()
     with tempfile.TemporaryDirectory(prefix="aknet_ros2_bench_") as work:
+        if args.large_image_profile:
+            print(f"Fast DDS profile: {use_large_image_profile(Path(work))}")
         node = node_run(args, pkg, Path(work))
     local = in_process_run(args, pkg)
     ratio = node["results_per_s"] / local["results_per_s"] if local["results_per_s"] else float("nan")
@@ -246,7 +266,9 @@ def main(argv: List[str] | None = None) -> int:
     if not args.quick:
         from aknet_edge.io_utils import atomic_write_text
 
-        result = {"machine": machine_name(), "topics": args.topics, "fps": args.fps, "size": [args.width, args.height],
+        result = {"machine": machine_name(), "reliable": args.reliable,
+                  "fastdds_profile": "docs/fastdds_large_images.xml" if args.large_image_profile else None,
+                  "topics": args.topics, "fps": args.fps, "size": [args.width, args.height],
                   "seconds": args.seconds, "warmup_s": WARMUP_S, "node": node, "in_process": local,
                   "throughput_ratio": ratio, "added_latency_p50_ms": added, "frame_interval_ms": interval,
                   "targets_met": {"throughput": ok_rate, "latency": ok_lat},
