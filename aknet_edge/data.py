@@ -72,7 +72,9 @@ class LabelledFolder:
         return np.stack(xs), np.asarray(ys, dtype=np.int64), bad
 
 
-SYNTHETIC_CLIPS = ("window", "whole")  # how synthetic training clips see an action
+# how synthetic training clips see an action: "small-actor" is "window" sampling of a small actor in a large,
+# cluttered frame (aknet_edge.synthetic.make_small_actor_clip)
+SYNTHETIC_CLIPS = ("window", "whole", "small-actor")
 
 
 def synthetic_batches(
@@ -82,14 +84,16 @@ def synthetic_batches(
 
     ``clips="window"``: sampled by time as the live window sees an action (:mod:`aknet_edge.sampling`; what
     evaluation and calibration use). ``"whole"``: spread over the whole action, an easier curriculum the demo's
-    first training stages use (``bench/train_demo.sh``).
+    first training stages use (``bench/train_demo.sh``). ``"small-actor"``: window-sampled, one small actor in a
+    large cluttered frame (``bench/small_actors.py``).
     """
     from .synthetic import make_dataset
 
     if clips not in SYNTHETIC_CLIPS:
         raise DataError(f"synthetic clips {clips!r}: expected one of {', '.join(SYNTHETIC_CLIPS)}")
-    span = spec.span_s if clips == "window" else None
-    clips_, labels = make_dataset(n_per_class, seed=seed, frames=spec.frames, size=spec.size, span_s=span)
+    span = None if clips == "whole" else spec.span_s
+    scene = "small-actor" if clips == "small-actor" else "single"
+    clips_, labels = make_dataset(n_per_class, seed=seed, frames=spec.frames, size=spec.size, span_s=span, scene=scene)
     order = np.random.default_rng(seed).permutation(len(labels)) if shuffle else np.arange(len(labels))
     for i in range(0, len(order), batch):
         sel = order[i : i + batch]

@@ -43,13 +43,15 @@ class EvalResult:
 
 # -- held-out data ----------------------------------------------------------------------------------
 
-def heldout_synthetic(cfg: ModelConfig, clips_per_class: int, seed: int = HELDOUT_SEED) -> tuple[np.ndarray, np.ndarray]:
-    """Synthetic clips from seeds disjoint from every training seed, preprocessed."""
+def heldout_synthetic(cfg: ModelConfig, clips_per_class: int, seed: int = HELDOUT_SEED,
+                      scene: str = "single") -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic clips (``scene``: see :data:`aknet_edge.synthetic.SCENES`) from seeds disjoint from every
+    training seed, preprocessed."""
     from .preprocess import preprocess_batch
     from .synthetic import make_dataset
 
     clips, labels = make_dataset(clips_per_class, seed=seed, frames=cfg.clip.frames, size=cfg.clip.size,
-                                 span_s=cfg.clip.span_s)
+                                 span_s=cfg.clip.span_s, scene=scene)
     return preprocess_batch(clips, cfg.clip), labels
 
 

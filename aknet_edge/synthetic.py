@@ -43,6 +43,9 @@ __all__ = [
     "load_segments",
     "make_clip",
     "make_dataset",
+    "SCENES",
+    "SmallActorStyle",
+    "make_small_actor_clip",
     "render_action",
     "segments_path",
     "write_long_video",
@@ -51,6 +54,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CLASSES: tuple[str, ...] = SYNTHETIC_CLASSES  # defined in the ground (config), which the demo preset reads
+SCENES: tuple[str, ...] = ("single", "small-actor")  # make_clip's scenes, and make_small_actor_clip's
 
 # image coordinates: x to the right, y down, so "up" is -y
 _MOVE_DIRS: dict[str, tuple[float, float]] = {
@@ -142,9 +146,11 @@ def _contrasting_colour(rng: np.random.Generator, ref: np.ndarray, min_dist: flo
     return np.where(ref > 127, 20.0, 235.0)  # fallback: the opposite corner of the cube
 
 
-def _background(rng: np.random.Generator, size: int, texture: bool) -> np.ndarray:
-    """Flat, gradient or blurred-noise background as float32 (size, size, 3)."""
-    kind = int(rng.integers(0, 3 if texture else 2))
+def _background(rng: np.random.Generator, size: int, texture: bool, kind: int | None = None) -> np.ndarray:
+    """Flat (kind 0), gradient (1) or blurred-noise (2) background as float32 (size, size, 3); random kind
+    unless given."""
+    if kind is None:
+        kind = int(rng.integers(0, 3 if texture else 2))
     base = rng.uniform(0, 255, size=3)
     if kind == 0:
         return np.broadcast_to(base.astype(np.float32), (size, size, 3)).copy()
@@ -429,17 +435,22 @@ def make_clip(
     seed = _check_int("seed", seed, 0)
     frames = _check_int("frames", frames, 1)
     rng = _clip_rng(label, seed)
+    times, _ = _clip_phases(rng, frames, span_s)
+    return render_action(label, rng, times, size, style)
+
+
+def _clip_phases(rng: np.random.Generator, frames: int, span_s: float | None) -> tuple[np.ndarray, float]:
+    """The phases a clip samples of its action, and the action's duration in seconds (see :func:`make_clip`)."""
     if span_s is None:
         start, end = rng.uniform(0.0, 0.1), rng.uniform(0.9, 1.0)
         times = np.linspace(start, end, frames) if frames > 1 else np.array([start])
-    else:
-        from .sampling import sample_period
+        return times, float(np.mean(ACTION_SECONDS))
+    from .sampling import sample_period
 
-        period = sample_period(frames, span_s)
-        duration = rng.uniform(*ACTION_SECONDS)
-        offset = rng.uniform(0.0, max(0.0, duration - span_s))
-        times = np.clip((offset + period * np.arange(frames)) / duration, 0.0, 1.0)
-    return render_action(label, rng, times, size, style)
+    period = sample_period(frames, span_s)
+    duration = rng.uniform(*ACTION_SECONDS)
+    offset = rng.uniform(0.0, max(0.0, duration - span_s))
+    return np.clip((offset + period * np.arange(frames)) / duration, 0.0, 1.0), float(duration)
 
 
 def _dataset_clip_seed(seed: int, index: int) -> int:
@@ -454,23 +465,146 @@ def make_dataset(
     size: int = 112,
     style: SceneStyle = SceneStyle(),
     span_s: float | None = None,
+    scene: str = "single",
 ) -> tuple[np.ndarray, np.ndarray]:
     """A balanced set of ``n_per_class`` clips per class, labels interleaved (0, 1, ..., 10, 0, 1, ...).
 
     Returns clips uint8 (n, frames, size, size, 3) and labels int64 (n,). Clip
-    ``i`` equals ``make_clip(labels[i], <seed derived from (seed, i)>, span_s=span_s)``.
+    ``i`` equals ``make_clip(labels[i], <seed derived from (seed, i)>, span_s=span_s)``, or with
+    ``scene="small-actor"`` ``make_small_actor_clip(...)`` (``style`` then does not apply).
     """
     n_per_class = _check_int("n_per_class", n_per_class, 0)
     seed = _check_int("seed", seed, 0)
     frames = _check_int("frames", frames, 1)
     size = _check_int("size", size, _MIN_SIZE)
+    if scene not in SCENES:
+        raise ConfigError(f"scene={scene!r}: expected one of {', '.join(SCENES)}")
     n = n_per_class * len(CLASSES)
     labels = np.arange(n, dtype=np.int64) % len(CLASSES)
     clips = np.empty((n, frames, size, size, 3), dtype=np.uint8)
     for i in range(n):
-        clips[i] = make_clip(int(labels[i]), _dataset_clip_seed(seed, i), frames, size, style, span_s)
-    logger.debug("made %d synthetic clips (seed %d, %d frames at %dpx)", n, seed, frames, size)
+        clip_seed = _dataset_clip_seed(seed, i)
+        if scene == "small-actor":
+            clips[i] = make_small_actor_clip(int(labels[i]), clip_seed, frames, size, span_s=span_s)
+        else:
+            clips[i] = make_clip(int(labels[i]), clip_seed, frames, size, style, span_s)
+    logger.debug("made %d synthetic %s clips (seed %d, %d frames at %dpx)", n, scene, seed, frames, size)
     return clips, labels
+
+
+# --------------------------------------------------------------------------- small actors in large frames
+
+
+@dataclass(frozen=True)
+class SmallActorStyle:
+    """A small actor in a large, cluttered frame: the case a whole-frame network must pay full resolution for.
+
+    The scene is drawn at ``scene_size`` (the camera) and resized to the model's size, as the runtime resizes
+    camera frames. The actor acts inside a box of ``actor_frac`` of the frame side (the object itself is 20-35 %
+    of that box, as in :func:`make_clip`), over a textured background with ``clutter`` static shapes and
+    ``distractors`` moving ones. Distractors look like actors (same shapes, sizes and orientation marker) but
+    only shake: each sample jumps independently within ``shake_frac`` of the box side and turns up to 25
+    degrees, so none of them performs a class (no net motion, turn, scale or fade) and the label stays the
+    actor's alone.
+    """
+
+    scene_size: int = 224
+    actor_frac: float = 0.25
+    clutter: tuple[int, int] = (4, 8)
+    distractors: tuple[int, int] = (2, 4)
+    shake_frac: float = 0.12
+    noise: float = 6.0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.scene_size, int) and self.scene_size >= 4 * _MIN_SIZE):
+            raise ConfigError(f"SmallActorStyle.scene_size must be an int >= {4 * _MIN_SIZE}, got {self.scene_size!r}")
+        if not 0.05 <= self.actor_frac <= 1.0:
+            raise ConfigError(f"SmallActorStyle.actor_frac must lie in [0.05, 1], got {self.actor_frac!r}")
+        for name in ("clutter", "distractors"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi:
+                raise ConfigError(f"SmallActorStyle.{name} must be a range (lo, hi) with 0 <= lo <= hi")
+
+
+def _draw_object(frame: np.ndarray, body: np.ndarray, marker: np.ndarray, colours: tuple, centre: np.ndarray,
+                 angle: float, scale: float, alpha: float = 1.0) -> None:
+    """Draw one object (body and orientation marker) at a pose, blended by ``alpha``."""
+    c, s = math.cos(angle), math.sin(angle)
+    m = np.array([[c, s], [-s, c]]) * scale
+    target = frame if alpha >= 1 else frame.copy()
+    _fill(target, body @ m + centre, colours[0])
+    _fill(target, marker @ m + centre, colours[1])
+    if alpha < 1:
+        cv2.addWeighted(target, float(alpha), frame, 1.0 - float(alpha), 0.0, dst=frame)
+
+
+def _object_colours(rng: np.random.Generator, ref: np.ndarray) -> tuple:
+    colour = _contrasting_colour(rng, ref, 200.0)
+    marker = np.full(3, 10.0) if _luma(colour) > 110 else np.full(3, 245.0)
+    return tuple(float(v) for v in colour), tuple(float(v) for v in marker)
+
+
+def make_small_actor_clip(
+    label: int,
+    seed: int,
+    frames: int = 8,
+    size: int = 224,
+    span_s: float | None = None,
+    style: SmallActorStyle = SmallActorStyle(),
+) -> np.ndarray:
+    """One clip of ``CLASSES[label]`` done by a small actor in a large cluttered frame, uint8 (frames, size,
+    size, 3) RGB, deterministic by (label, seed). Time sampling as in :func:`make_clip`."""
+    label = _check_label(label)
+    seed = _check_int("seed", seed, 0)
+    frames = _check_int("frames", frames, 1)
+    size = _check_int("size", size, _MIN_SIZE)
+    if not isinstance(style, SmallActorStyle):
+        raise ConfigError(f"style must be a SmallActorStyle, got {type(style).__name__}")
+    rng = np.random.default_rng([seed, label, 0x5A11])
+    p, duration = _clip_phases(rng, frames, span_s)
+    S = style.scene_size
+    box = style.actor_frac * S
+    # static clutter on a textured background (always textured: the blurred-noise kind of _background)
+    bg = _background(rng, S, True, kind=2)
+    ref = bg[::4, ::4].reshape(-1, 3).mean(axis=0)
+    for _ in range(int(rng.integers(style.clutter[0], style.clutter[1] + 1))):
+        ang = rng.uniform(0, 2 * math.pi)
+        rot = np.array([[math.cos(ang), -math.sin(ang)], [math.sin(ang), math.cos(ang)]])
+        r = rng.uniform(0.03, 0.09) * S
+        _fill(bg, _shape_points(rng) @ rot.T * r + rng.uniform(0, S, size=2), tuple(float(v) for v in
+                                                                                  _contrasting_colour(rng, ref, 90.0)))
+    background = np.clip(bg, 0, 255).astype(np.uint8)
+    # the actor: an object of make_clip's kind acting inside its box, the box somewhere in the frame
+    body, marker = _shape_points(rng), _circle_points(0.62, 0.0, rng.uniform(0.2, 0.28))
+    colours = _object_colours(rng, ref)
+    radius = rng.uniform(0.10, 0.175) * box
+    motion = _make_motion(CLASSES[label], rng, int(round(box)), radius)
+    origin = rng.uniform(0, S - box, size=2)
+    jit = np.clip(rng.normal(0.0, motion.jitter, size=(p.size, 2)), -1.5, 1.5)
+    centres = origin + motion.c0[None, :] * (1 - p[:, None]) + motion.c1[None, :] * p[:, None] + jit
+    angles = motion.a0 + (motion.a1 - motion.a0) * p
+    scales = (motion.s0 + (motion.s1 - motion.s0) * p) * radius
+    alphas = motion.alpha(p)
+    # distractors: the same kind of object, shaking in place
+    shakers = []
+    for _ in range(int(rng.integers(style.distractors[0], style.distractors[1] + 1))):
+        shakers.append((_shape_points(rng), _circle_points(0.62, 0.0, rng.uniform(0.2, 0.28)), _object_colours(rng, ref),
+                        rng.uniform(0.10, 0.175) * box, rng.uniform(0.1 * S, 0.9 * S, size=2), rng.uniform(0, 2 * math.pi)))
+    shake = style.shake_frac * box
+    out = np.empty((p.size, S, S, 3), dtype=np.uint8)
+    for i in range(p.size):
+        frame = out[i]
+        frame[...] = background
+        for d_body, d_marker, d_col, d_r, d_c, d_a in shakers:
+            _draw_object(frame, d_body, d_marker, d_col, d_c + rng.uniform(-shake, shake, size=2),
+                         d_a + math.radians(rng.uniform(-25, 25)), d_r)
+        if alphas[i] > 0:
+            _draw_object(frame, body, marker, colours, centres[i], angles[i], scales[i], float(alphas[i]))
+    if style.noise > 0:
+        _add_noise(out, rng, float(style.noise))
+    if size == S:
+        return out
+    return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in out])
 
 
 # --------------------------------------------------------------------------- long videos

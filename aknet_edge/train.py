@@ -44,7 +44,9 @@ class TrainConfig:
     threads: int = 2  # torch intra-op threads while training (restored afterwards); measured fastest on 2 cores
     label_smoothing: float = 0.05
     warmup: float = 0.05  # fraction of steps spent warming up the learning rate
-    synthetic_clips: str = "window"  # "window": as the runtime samples (default); "whole": the whole action
+    # "window": as the runtime samples (default); "whole": the whole action; "small-actor": window clips of a small
+    # actor in a large cluttered frame
+    synthetic_clips: str = "window"
     # With a teacher: the loss is (1 - w) * cross-entropy + w * T^2 * KL(teacher || student) at temperature T (the
     # T^2 keeps the soft term's gradients on the hard term's scale as T changes).
     distill_weight: float = 0.5
@@ -191,8 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--threads", type=int, default=d.threads)
     p.add_argument("--synthetic-clips", choices=SYNTHETIC_CLIPS, default=d.synthetic_clips,
-                   help="synthetic clips sampled as the live window sees an action (window) or spread over the "
-                        "whole action (whole: an easier first stage)")
+                   help="synthetic clips sampled as the live window sees an action (window), spread over the "
+                        "whole action (whole: an easier first stage), or window clips of a small actor among "
+                        "shaking look-alikes in a large cluttered frame (small-actor)")
     p.add_argument("--teacher", metavar="CHECKPOINT",
                    help="distil from this trained checkpoint (e.g. a TSM baseline of the same classes and clips): "
                         "the loss mixes its softened predictions with the labels")
