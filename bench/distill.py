@@ -26,19 +26,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List
 
 from aknet_edge.checkpoint import load_checkpoint
 from aknet_edge.evaluate import DEMO_CHECKPOINTS, evaluate, heldout_synthetic
 from aknet_edge.io_utils import atomic_write_text
+from seeds import run_all, spread  # bench/seeds.py
 
 ARMS = ("aknet", "aknet+kd", "tsm")
 FIRST_SEED = 10
@@ -54,15 +51,6 @@ def _command(arm: str, seed: int, out: Path, args: argparse.Namespace) -> List[s
         cmd += ["--teacher", teacher, "--distill-weight", str(args.distill_weight), "--distill-temperature",
                 str(args.distill_temperature)]
     return cmd
-
-
-def _train(cmd: List[str], log: Path, nice: int) -> float:
-    start = time.time()
-    with open(log, "w") as fh:
-        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(nice)).returncode
-    if rc != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed (exit {rc}); see {log}")
-    return time.time() - start
 
 
 def main(argv: List[str] | None = None) -> int:
@@ -85,10 +73,8 @@ def main(argv: List[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     runs = [(arm, FIRST_SEED + i) for i in range(args.seeds) for arm in args.arms]
     started = time.time()
-    with ThreadPoolExecutor(args.jobs) as pool:
-        futures = {(arm, seed): pool.submit(_train, _command(arm, seed, work / f"{arm}-{seed}.safetensors", args),
-                                            work / f"{arm}-{seed}.log", args.nice) for arm, seed in runs}
-        train_s = {k: f.result() for k, f in futures.items()}
+    train_s = run_all({(arm, seed): (_command(arm, seed, work / f"{arm}-{seed}.safetensors", args),
+                                     work / f"{arm}-{seed}.log") for arm, seed in runs}, args.jobs, args.nice)
     models = {k: load_checkpoint(work / f"{k[0]}-{k[1]}.safetensors") for k in runs}
     x, y = heldout_synthetic(next(iter(models.values())).cfg, args.eval_clips_per_class)
     results: Dict[str, Dict] = {}
@@ -104,11 +90,10 @@ def main(argv: List[str] | None = None) -> int:
         row["train_s"].append(round(train_s[(arm, seed)], 1))
     table = ["| model | runs | top-1 % mean | spread (sd) | min | max | GFLOPs/clip |", "|---|---|---|---|---|---|---|"]
     for name, row in results.items():
-        t = [100 * v for v in row["top1"]]
-        sd = statistics.stdev(t) if len(t) > 1 else 0.0
-        row.update(mean=statistics.mean(t), sd=sd)
-        table.append(f"| {name} | {len(t)} | {statistics.mean(t):.2f} | {sd:.2f} | {min(t):.2f} | {max(t):.2f} | "
-                     f"{row['gflops']:.3f} |")
+        st = spread(row["top1"])
+        row.update(mean=st["mean"], sd=st["sd"])
+        table.append(f"| {name} | {len(row['top1'])} | {st['mean']:.2f} | {st['sd']:.2f} | {st['min']:.2f} | "
+                     f"{st['max']:.2f} | {row['gflops']:.3f} |")
     print("\n".join(table))
     meta = {"epochs": args.epochs, "clips_per_class": args.clips_per_class, "lr": args.lr,
             "distill_weight": args.distill_weight, "distill_temperature": args.distill_temperature,

@@ -30,13 +30,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -47,6 +43,7 @@ from aknet_edge.evaluate import DEMO_CHECKPOINTS, evaluate, heldout_synthetic
 from aknet_edge.flops import count_cost
 from aknet_edge.io_utils import atomic_write_text
 from aknet_edge.model import build_model
+from seeds import run_all, spread  # bench/seeds.py
 
 FIRST_SEED = 10
 
@@ -102,15 +99,6 @@ def _init_checkpoint(arm: Arm, path: Path) -> None:
     save_checkpoint(model.eval(), path)
 
 
-def _train(cmd: List[str], log: Path, nice: int) -> float:
-    start = time.time()
-    with open(log, "w") as fh:
-        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(nice)).returncode
-    if rc != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed (exit {rc}); see {log}")
-    return time.time() - start
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--hi", type=int, default=224, help="the high resolution (AK-Net's and TSM's full frame)")
@@ -141,10 +129,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 "--synthetic-clips", "small-actor", "--clips-per-class", str(args.clips_per_class),
                 "--out", str(work / f"{arm.name}-{seed}.safetensors")]
 
-    with ThreadPoolExecutor(args.jobs) as pool:
-        futures = {(arm.name, seed): pool.submit(_train, command(arm, seed), work / f"{arm.name}-{seed}.log", args.nice)
-                   for arm, seed in runs}
-        train_s = {k: f.result() for k, f in futures.items()}
+    train_s = run_all({(arm.name, seed): (command(arm, seed), work / f"{arm.name}-{seed}.log") for arm, seed in runs},
+                      args.jobs, args.nice)
     results: Dict[str, Dict] = {}
     for arm in plan:  # one resolution's held-out set in memory at a time
         x, y = heldout_synthetic(arm.cfg, args.eval_clips_per_class, scene="small-actor")
@@ -163,11 +149,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     table = ["| model | input | K | runs | top-1 % mean | spread (sd) | min | max | GFLOPs/clip | FLOPs vs tsm@"
              f"{args.lo} | before training |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, row in results.items():
-        t = [100 * v for v in row["top1"]]
-        sd = statistics.stdev(t) if len(t) > 1 else 0.0
-        row.update(mean=statistics.mean(t), sd=sd)
-        table.append(f"| {name} | {row['size']} px | {row['K'] or 'all'} | {len(t)} | {row['mean']:.2f} | {sd:.2f} | "
-                     f"{min(t):.2f} | {max(t):.2f} | {row['gflops']:.3f} | {row['gflops'] / budget:.3f}x | "
+        st = spread(row["top1"])
+        row.update(mean=st["mean"], sd=st["sd"])
+        table.append(f"| {name} | {row['size']} px | {row['K'] or 'all'} | {len(row['top1'])} | {st['mean']:.2f} | "
+                     f"{st['sd']:.2f} | {st['min']:.2f} | {st['max']:.2f} | {row['gflops']:.3f} | "
+                     f"{row['gflops'] / budget:.3f}x | "
                      f"{100 * row['untrained_top1']:.2f} |")
     print("\n".join(table))
     meta = {"epochs": args.epochs, "clips_per_class": args.clips_per_class, "lr": args.lr, "hi": args.hi,
