@@ -212,6 +212,25 @@ def _fill(img: np.ndarray, pts: np.ndarray, colour: tuple[float, float, float]) 
     cv2.fillPoly(img, [np.round(pts * _ONE).astype(np.int32)], colour, lineType=cv2.LINE_AA, shift=_SHIFT)
 
 
+def _draw_object(frame: np.ndarray, body: np.ndarray, marker: np.ndarray, colours: tuple, centre: np.ndarray,
+                 angle: float, scale: float, alpha: float = 1.0) -> None:
+    """Draw one object (body and orientation marker) at a pose, blended by ``alpha``."""
+    c, s = math.cos(angle), math.sin(angle)
+    m = np.array([[c, s], [-s, c]]) * scale  # row-vector form of R(angle) * scale
+    target = frame if alpha >= 1 else frame.copy()
+    _fill(target, body @ m + centre, colours[0])
+    _fill(target, marker @ m + centre, colours[1])
+    if alpha < 1:
+        cv2.addWeighted(target, float(alpha), frame, 1.0 - float(alpha), 0.0, dst=frame)
+
+
+def _object_colours(rng: np.random.Generator, ref: np.ndarray) -> tuple:
+    """The object's colour, far from ``ref``, and its marker's: near-black on a light object, near-white on a dark."""
+    colour = _contrasting_colour(rng, ref, 200.0)
+    marker = np.full(3, 10.0) if _luma(colour) > 110 else np.full(3, 245.0)
+    return tuple(float(v) for v in colour), tuple(float(v) for v in marker)
+
+
 @dataclass(frozen=True)
 class _Scene:
     background: np.ndarray  # uint8 (size, size, 3) RGB, distractors included
@@ -238,8 +257,7 @@ def _make_scene(rng: np.random.Generator, size: int, style: SceneStyle) -> _Scen
     background = np.clip(bg, 0, 255).astype(np.uint8)
 
     body = _shape_points(rng)
-    colour = _contrasting_colour(rng, bg_mean, 200.0)
-    marker_colour = np.full(3, 10.0) if _luma(colour) > 110 else np.full(3, 245.0)
+    colour, marker_colour = _object_colours(rng, bg_mean)
     # the marker sits at the far end of the +x axis: a dot that makes every shape
     # asymmetric, so a rotation is always visible
     marker = _circle_points(0.62, 0.0, rng.uniform(0.2, 0.28))
@@ -248,8 +266,8 @@ def _make_scene(rng: np.random.Generator, size: int, style: SceneStyle) -> _Scen
         background=background,
         body=body,
         marker=marker,
-        colour=tuple(float(v) for v in colour),
-        marker_colour=tuple(float(v) for v in marker_colour),
+        colour=colour,
+        marker_colour=marker_colour,
         radius=float(radius),
     )
 
@@ -355,18 +373,9 @@ def render_action(
     for i in range(p.size):
         frame = out[i]
         frame[...] = scene.background
-        if alphas[i] <= 0:
-            continue
-        c, s = math.cos(angles[i]), math.sin(angles[i])
-        m = np.array([[c, s], [-s, c]]) * scales[i]  # row-vector form of R(angle) * scale
-        if alphas[i] < 1:
-            layer = frame.copy()
-            _fill(layer, scene.body @ m + centres[i], scene.colour)
-            _fill(layer, scene.marker @ m + centres[i], scene.marker_colour)
-            cv2.addWeighted(layer, float(alphas[i]), frame, 1.0 - float(alphas[i]), 0.0, dst=frame)
-        else:
-            _fill(frame, scene.body @ m + centres[i], scene.colour)
-            _fill(frame, scene.marker @ m + centres[i], scene.marker_colour)
+        if alphas[i] > 0:
+            _draw_object(frame, scene.body, scene.marker, (scene.colour, scene.marker_colour), centres[i], angles[i],
+                         scales[i], float(alphas[i]))
 
     if style.noise > 0:
         _add_noise(out, rng, float(style.noise))
@@ -435,22 +444,20 @@ def make_clip(
     seed = _check_int("seed", seed, 0)
     frames = _check_int("frames", frames, 1)
     rng = _clip_rng(label, seed)
-    times, _ = _clip_phases(rng, frames, span_s)
-    return render_action(label, rng, times, size, style)
+    return render_action(label, rng, _clip_phases(rng, frames, span_s), size, style)
 
 
-def _clip_phases(rng: np.random.Generator, frames: int, span_s: float | None) -> tuple[np.ndarray, float]:
-    """The phases a clip samples of its action, and the action's duration in seconds (see :func:`make_clip`)."""
+def _clip_phases(rng: np.random.Generator, frames: int, span_s: float | None) -> np.ndarray:
+    """The phases of its action a clip samples (see :func:`make_clip`)."""
     if span_s is None:
         start, end = rng.uniform(0.0, 0.1), rng.uniform(0.9, 1.0)
-        times = np.linspace(start, end, frames) if frames > 1 else np.array([start])
-        return times, float(np.mean(ACTION_SECONDS))
+        return np.linspace(start, end, frames) if frames > 1 else np.array([start])
     from .sampling import sample_period
 
     period = sample_period(frames, span_s)
     duration = rng.uniform(*ACTION_SECONDS)
     offset = rng.uniform(0.0, max(0.0, duration - span_s))
-    return np.clip((offset + period * np.arange(frames)) / duration, 0.0, 1.0), float(duration)
+    return np.clip((offset + period * np.arange(frames)) / duration, 0.0, 1.0)
 
 
 def _dataset_clip_seed(seed: int, index: int) -> int:
@@ -526,24 +533,6 @@ class SmallActorStyle:
                 raise ConfigError(f"SmallActorStyle.{name} must be a range (lo, hi) with 0 <= lo <= hi")
 
 
-def _draw_object(frame: np.ndarray, body: np.ndarray, marker: np.ndarray, colours: tuple, centre: np.ndarray,
-                 angle: float, scale: float, alpha: float = 1.0) -> None:
-    """Draw one object (body and orientation marker) at a pose, blended by ``alpha``."""
-    c, s = math.cos(angle), math.sin(angle)
-    m = np.array([[c, s], [-s, c]]) * scale
-    target = frame if alpha >= 1 else frame.copy()
-    _fill(target, body @ m + centre, colours[0])
-    _fill(target, marker @ m + centre, colours[1])
-    if alpha < 1:
-        cv2.addWeighted(target, float(alpha), frame, 1.0 - float(alpha), 0.0, dst=frame)
-
-
-def _object_colours(rng: np.random.Generator, ref: np.ndarray) -> tuple:
-    colour = _contrasting_colour(rng, ref, 200.0)
-    marker = np.full(3, 10.0) if _luma(colour) > 110 else np.full(3, 245.0)
-    return tuple(float(v) for v in colour), tuple(float(v) for v in marker)
-
-
 def make_small_actor_clip(
     label: int,
     seed: int,
@@ -561,7 +550,7 @@ def make_small_actor_clip(
     if not isinstance(style, SmallActorStyle):
         raise ConfigError(f"style must be a SmallActorStyle, got {type(style).__name__}")
     rng = np.random.default_rng([seed, label, 0x5A11])
-    p, duration = _clip_phases(rng, frames, span_s)
+    p = _clip_phases(rng, frames, span_s)
     S = style.scene_size
     box = style.actor_frac * S
     # static clutter on a textured background (always textured: the blurred-noise kind of _background)

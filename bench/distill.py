@@ -27,7 +27,6 @@ import argparse
 import json
 import logging
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List
@@ -35,7 +34,7 @@ from typing import Dict, List
 from aknet_edge.checkpoint import load_checkpoint
 from aknet_edge.evaluate import DEMO_CHECKPOINTS, evaluate, heldout_synthetic
 from aknet_edge.io_utils import atomic_write_text
-from seeds import run_all, spread  # bench/seeds.py
+from seeds import add_run_args, run_all, spread, work_folder  # bench/seeds.py
 
 ARMS = ("aknet", "aknet+kd", "tsm")
 FIRST_SEED = 10
@@ -55,22 +54,13 @@ def _command(arm: str, seed: int, out: Path, args: argparse.Namespace) -> List[s
 
 def main(argv: List[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, default=3, help="runs per arm")
+    add_run_args(p, epochs=10, lr=5e-4, out="bench/results/distill.json")
     p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--clips-per-class", type=int, default=64)
-    p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--distill-weight", type=float, default=0.5)
     p.add_argument("--distill-temperature", type=float, default=4.0)
-    p.add_argument("--eval-clips-per-class", type=int, default=100, help="held-out clips per class (11 classes)")
-    p.add_argument("--jobs", type=int, default=2, help="training processes at a time")
-    p.add_argument("--nice", type=int, default=10, help="CPU niceness of the training processes")
-    p.add_argument("--keep", help="keep the checkpoints in this folder (default: a temporary one)")
-    p.add_argument("--out", default="bench/results/distill.json")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="aknet-distill-"))
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_folder(args, "aknet-distill-")
     runs = [(arm, FIRST_SEED + i) for i in range(args.seeds) for arm in args.arms]
     started = time.time()
     train_s = run_all({(arm, seed): (_command(arm, seed, work / f"{arm}-{seed}.safetensors", args),

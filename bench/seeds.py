@@ -7,13 +7,35 @@ bench with its log's path: a mean over the runs that happened to succeed would n
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import subprocess
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, Hashable, List, Sequence, Tuple
+
+
+def add_run_args(p: argparse.ArgumentParser, epochs: int, lr: float, out: str) -> None:
+    """The options every such bench takes: how many runs, of what length, how scored, how scheduled, where kept."""
+    p.add_argument("--seeds", type=int, default=3, help="runs per arm")
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--clips-per-class", type=int, default=64, help="fresh training clips per class per epoch")
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--eval-clips-per-class", type=int, default=100, help="held-out clips per class (11 classes)")
+    p.add_argument("--jobs", type=int, default=2, help="training processes at a time")
+    p.add_argument("--nice", type=int, default=10, help="CPU niceness of the training processes")
+    p.add_argument("--keep", help="keep the checkpoints in this folder (default: a temporary one)")
+    p.add_argument("--out", default=out)
+
+
+def work_folder(args: argparse.Namespace, prefix: str) -> Path:
+    """Where the runs' checkpoints and logs go: ``--keep``, or a fresh temporary folder."""
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    return work
 
 
 def _run(cmd: List[str], log: Path, nice: int) -> float:

@@ -31,7 +31,6 @@ import argparse
 import json
 import logging
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +42,7 @@ from aknet_edge.evaluate import DEMO_CHECKPOINTS, evaluate, heldout_synthetic
 from aknet_edge.flops import count_cost
 from aknet_edge.io_utils import atomic_write_text
 from aknet_edge.model import build_model
-from seeds import run_all, spread  # bench/seeds.py
+from seeds import add_run_args, run_all, spread, work_folder  # bench/seeds.py
 
 FIRST_SEED = 10
 
@@ -104,19 +103,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--hi", type=int, default=224, help="the high resolution (AK-Net's and TSM's full frame)")
     p.add_argument("--lo", type=int, default=192, help="TSM's resolution at AK-Net's cost")
     p.add_argument("--no-112", dest="with_112", action="store_false", help="leave out the tsm@112 arm")
-    p.add_argument("--seeds", type=int, default=3, help="runs per arm")
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--clips-per-class", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--eval-clips-per-class", type=int, default=100, help="held-out scenes per class (11 classes)")
-    p.add_argument("--jobs", type=int, default=2, help="training processes at a time")
-    p.add_argument("--nice", type=int, default=10, help="CPU niceness of the training processes")
-    p.add_argument("--keep", help="keep the checkpoints in this folder (default: a temporary one)")
-    p.add_argument("--out", default="bench/results/small_actors.json")
+    add_run_args(p, epochs=8, lr=1e-3, out="bench/results/small_actors.json")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="aknet-small-actors-"))
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_folder(args, "aknet-small-actors-")
     plan = arms(args.lo, args.hi, args.with_112)
     for arm in plan:
         _init_checkpoint(arm, work / f"init-{arm.name}.safetensors")
