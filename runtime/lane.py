@@ -182,6 +182,11 @@ class Lane:
         self.next_poll = time.monotonic() + POLL_S
         s = self.sync_source()
         if self.state == LIVE and (s.failed_reads > self.losses_seen or (frame is None and not s.connected)):
+            if frame is not None and s.lost_at is not None and frame.capture_ts < s.lost_at:
+                # the buffer still holds frames captured before the loss: they belong to the stream that was lost,
+                # so they are used first, and the loss is noticed at the first frame after it (or when none comes)
+                self.next_poll = 0.0
+                return
             self.losses_seen = s.failed_reads
             self._lost(s)
         if self.state == RECONNECTING and frame is not None and s.connected:

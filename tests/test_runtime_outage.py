@@ -130,6 +130,85 @@ def test_outage_is_reported_and_ends_the_open_event(overlap):
     assert all(e.reason in (None, "source lost", "end of stream") for e in events)
 
 
+class BurstCamera(S.Source):
+    """A network camera whose frames pile up in the buffer: ``before`` frames at once, then the stream is lost (for
+    ``outage_s``), then ``after`` frames at ``FPS``. Frames carry media time (as RTP's do), so the burst still makes
+    windows. The loss reaches the source's stats while its frames wait in the buffer, the order a busy machine gives
+    a real camera's reader."""
+
+    color = "RGB"
+
+    def __init__(self, before: int, outage_s: float, after: int) -> None:
+        super().__init__("burst://camera", buffer_size=before + 4, block=False, reconnect_initial_s=0.05,
+                         reconnect_max_s=0.1)
+        from aknet_edge.synthetic import iter_long_video
+
+        n = before + after
+        _, it = iter_long_video(5, int(n / FPS / 3.0) + 1, FPS, 112, (3.0, 3.0))
+        self._frames = [rgb for _, (_, rgb) in zip(range(n), it)]
+        self._lose_at, self._outage_s = before, outage_s
+        self._i = 0
+        self._down_until = 0.0
+        self._due = 0.0
+
+    def _open(self) -> None:
+        if time.monotonic() < self._down_until:
+            raise S.SourceOpenError("camera unreachable")
+        self._due = time.monotonic()
+
+    def _grab(self):
+        if self._i == self._lose_at and self._down_until == 0.0:
+            self._down_until = time.monotonic() + self._outage_s
+            return None
+        if self._i >= len(self._frames):
+            self._finished = True
+            return None
+        if self._i == 0 and self._stop.wait(0.3):  # the burst comes once the recogniser runs
+            return None
+        if self._i > self._lose_at:
+            wait = self._due - time.monotonic()
+            if wait > 0 and self._stop.wait(wait):
+                return None
+            self._due += 1.0 / FPS
+        self._i += 1
+        gap = self._outage_s if self._i > self._lose_at else 0.0
+        return self._frames[self._i - 1], (self._i - 1) / FPS + gap
+
+
+def test_frames_captured_before_a_loss_are_the_lost_streams():
+    """Frames still buffered when the source reports its loss are used before the loss is reported: the lost line
+    names the last of them, none of them count in the new stream's capture rate, and none reach a window after the
+    outage."""
+    cam = BurstCamera(before=150, outage_s=1.0, after=75)
+    out = io.StringIO()
+    with Recognizer(PKG, cam, jsonl=out) as rec:
+        # the capture thread has pushed the first frames and lost the stream before the first read
+        deadline = time.monotonic() + 10
+        while not cam.stats().failed_reads and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert cam.stats().failed_reads == 1 and cam.stats().frames == 150
+        restored_snap = None
+        while True:
+            try:
+                rec.next_result(timeout=0.1)
+            except S.EndOfStream:
+                break
+            snap = rec.stats()
+            if restored_snap is None and snap.outages == 1 and snap.source_state == "live" and snap.frames >= 160:
+                restored_snap = snap
+    lines = [json.loads(ln) for ln in out.getvalue().splitlines()]
+    stream = [o for o in lines if o["type"] == "stream"]
+    assert [o["state"] for o in stream] == ["lost", "restored"]
+    lost, restored = stream
+    assert lost["frame"] == 149 and restored["frame"] == 150
+    # windows after the outage hold only frames of the new stream
+    after = [o for o in lines[lines.index(restored):] if o["type"] == "result"]
+    assert after and all(o["frame"] >= 150 for o in after)
+    # the capture rate after the outage is the new stream's (a buffered old frame would stretch its span by the
+    # outage and more than halve it)
+    assert restored_snap is not None and restored_snap.capture_fps > 0.75 * FPS, restored_snap
+
+
 def test_no_stream_lines_for_a_source_that_never_fails():
     from aknet_edge.runtime.sources.memory import ArraySource
 

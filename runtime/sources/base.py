@@ -94,6 +94,8 @@ class SourceStats:
     dropped: int = 0
     reconnects: int = 0
     failed_reads: int = 0  # reads that lost the source (each one started a reconnect)
+    # time.monotonic() of the last such read: frames captured before it (capture_ts) belong to the stream that was lost
+    lost_at: Optional[float] = None
     corrupt: int = 0  # frames that failed to decode and were skipped, without a reconnect
     connected: bool = False
     fps: float = 0.0
@@ -288,6 +290,7 @@ class Source:
                     with self._cond:
                         self._stats.connected = False
                         self._stats.failed_reads += 1
+                        self._stats.lost_at = time.monotonic()
                     self._wake()  # the reader notices the loss now, not at its next poll
                     self._safe_release()
                 attempt = self._reconnect(attempt, first_open=reopen)  # counts on until a frame comes
