@@ -31,12 +31,13 @@ class FlakyCamera(S.Source):
 
     color = "RGB"
 
-    def __init__(self, before_s: float, outage_s: float, after_s: float, **kw) -> None:
-        super().__init__("flaky://camera", **kw)
+    def __init__(self, before_s: float, outage_s: float, after_s: float, n_segments: int = 4,
+                 uri: str = "flaky://camera", **kw) -> None:
+        super().__init__(uri, **kw)
         from aknet_edge.synthetic import iter_long_video
 
         n = int(round((before_s + after_s) * FPS))
-        _, it = iter_long_video(5, 4, FPS, 112, (3.0, 3.0))
+        _, it = iter_long_video(5, n_segments, FPS, 112, (3.0, 3.0))
         self._frames = [rgb for _, (_, rgb) in zip(range(n), it)]
         self._lose_at = int(round(before_s * FPS))
         self._outage_s = outage_s
@@ -58,12 +59,32 @@ class FlakyCamera(S.Source):
         if self._i >= len(self._frames):
             self._finished = True
             return None
+        if not self._wait_turn():
+            return None
+        self._i += 1
+        return self._frames[self._i - 1], self._media_ts(self._i - 1)
+
+    def _wait_turn(self) -> bool:
+        """Wait until the next frame is due on the capture clock (False: the source stops)."""
         wait = self._due - time.monotonic()
         if wait > 0 and self._stop.wait(wait):
-            return None
+            return False
         self._due += 1.0 / FPS
-        self._i += 1
-        return self._frames[self._i - 1], None
+        return True
+
+    def _media_ts(self, index: int):
+        return None  # a camera: capture time only
+
+
+def _watch(rec: Recognizer) -> list:
+    """Run ``rec`` to the end of its stream: ``(time.monotonic(), stats)`` after every wait for a result."""
+    snaps = []
+    while True:
+        try:
+            rec.next_result(timeout=0.1)
+        except S.EndOfStream:
+            return snaps
+        snaps.append((time.monotonic(), rec.stats()))
 
 
 def _camera(before_s=3.5, outage_s=3.0, after_s=3.0) -> FlakyCamera:
@@ -74,20 +95,10 @@ def _camera(before_s=3.5, outage_s=3.0, after_s=3.0) -> FlakyCamera:
 def test_outage_is_reported_and_ends_the_open_event(overlap):
     out = io.StringIO()
     cam = _camera()
-    snaps: list = []
     # enter=exit=0: an event opens at the first window whose top class is an action and stays open until another
     # action takes over, so one is open when the camera goes away
     with Recognizer(PKG, cam, jsonl=out, enter=0.0, exit=0.0, min_duration_s=0.0, overlap=overlap) as rec:
-        restored_at = None
-        while True:
-            try:
-                rec.next_result(timeout=0.1)
-            except S.EndOfStream:
-                break
-            snap = rec.stats()
-            snaps.append((time.monotonic(), snap))
-            if restored_at is None and snap.outages == 1 and snap.source_state == "live":
-                restored_at = time.monotonic()
+        snaps = _watch(rec)
         final = rec.stats()
         events = list(rec.events)
 
@@ -100,6 +111,7 @@ def test_outage_is_reported_and_ends_the_open_event(overlap):
     assert final.outages == 1 and 2.0 < final.outage_s < 6.0
     assert final.reconnects == 1
     # after the camera is back, the capture rate measures the new stream only (not diluted by the outage)
+    restored_at = next((t for t, s in snaps if s.outages == 1 and s.source_state == "live"), None)
     assert restored_at is not None
     back = [s for t, s in snaps if s.source_state == "live" and 1.5 < t - restored_at < 2.6]
     assert back and all(s.capture_fps > 0.75 * FPS for s in back), [round(s.capture_fps, 1) for s in back]
@@ -130,49 +142,24 @@ def test_outage_is_reported_and_ends_the_open_event(overlap):
     assert all(e.reason in (None, "source lost", "end of stream") for e in events)
 
 
-class BurstCamera(S.Source):
+class BurstCamera(FlakyCamera):
     """A network camera whose frames pile up in the buffer: ``before`` frames at once, then the stream is lost (for
     ``outage_s``), then ``after`` frames at ``FPS``. Frames carry media time (as RTP's do), so the burst still makes
     windows. The loss reaches the source's stats while its frames wait in the buffer, the order a busy machine gives
     a real camera's reader."""
 
-    color = "RGB"
-
     def __init__(self, before: int, outage_s: float, after: int) -> None:
-        super().__init__("burst://camera", buffer_size=before + 4, block=False, reconnect_initial_s=0.05,
+        super().__init__(before / FPS, outage_s, after / FPS, n_segments=int((before + after) / FPS / 3.0) + 1,
+                         uri="burst://camera", buffer_size=before + 4, block=False, reconnect_initial_s=0.05,
                          reconnect_max_s=0.1)
-        from aknet_edge.synthetic import iter_long_video
 
-        n = before + after
-        _, it = iter_long_video(5, int(n / FPS / 3.0) + 1, FPS, 112, (3.0, 3.0))
-        self._frames = [rgb for _, (_, rgb) in zip(range(n), it)]
-        self._lose_at, self._outage_s = before, outage_s
-        self._i = 0
-        self._down_until = 0.0
-        self._due = 0.0
+    def _wait_turn(self) -> bool:
+        if self._i == 0:  # the burst comes once the recogniser runs
+            return not self._stop.wait(0.3)
+        return super()._wait_turn() if self._i > self._lose_at else True
 
-    def _open(self) -> None:
-        if time.monotonic() < self._down_until:
-            raise S.SourceOpenError("camera unreachable")
-        self._due = time.monotonic()
-
-    def _grab(self):
-        if self._i == self._lose_at and self._down_until == 0.0:
-            self._down_until = time.monotonic() + self._outage_s
-            return None
-        if self._i >= len(self._frames):
-            self._finished = True
-            return None
-        if self._i == 0 and self._stop.wait(0.3):  # the burst comes once the recogniser runs
-            return None
-        if self._i > self._lose_at:
-            wait = self._due - time.monotonic()
-            if wait > 0 and self._stop.wait(wait):
-                return None
-            self._due += 1.0 / FPS
-        self._i += 1
-        gap = self._outage_s if self._i > self._lose_at else 0.0
-        return self._frames[self._i - 1], (self._i - 1) / FPS + gap
+    def _media_ts(self, index: int):
+        return index / FPS + (self._outage_s if index >= self._lose_at else 0.0)
 
 
 def test_frames_captured_before_a_loss_are_the_lost_streams():
@@ -187,15 +174,9 @@ def test_frames_captured_before_a_loss_are_the_lost_streams():
         while not cam.stats().failed_reads and time.monotonic() < deadline:
             time.sleep(0.01)
         assert cam.stats().failed_reads == 1 and cam.stats().frames == 150
-        restored_snap = None
-        while True:
-            try:
-                rec.next_result(timeout=0.1)
-            except S.EndOfStream:
-                break
-            snap = rec.stats()
-            if restored_snap is None and snap.outages == 1 and snap.source_state == "live" and snap.frames >= 160:
-                restored_snap = snap
+        snaps = _watch(rec)
+    restored_snap = next((s for _, s in snaps if s.outages == 1 and s.source_state == "live" and s.frames >= 160),
+                         None)
     lines = [json.loads(ln) for ln in out.getvalue().splitlines()]
     stream = [o for o in lines if o["type"] == "stream"]
     assert [o["state"] for o in stream] == ["lost", "restored"]
