@@ -139,8 +139,8 @@ class _Cut(Source):
 
     live = True
 
-    def __init__(self, frames, fps: float, cut_after: int, lose: bool = False) -> None:
-        super().__init__("cut://", reconnect_initial_s=0.05, reconnect_max_s=0.05)
+    def __init__(self, frames, fps: float, cut_after: int, lose: bool = False, **options) -> None:
+        super().__init__("cut://", reconnect_initial_s=0.05, reconnect_max_s=0.05, **options)
         self._frames, self._fps, self._cut, self._lose = frames, fps, cut_after, lose
         self._i = 0
         self.color = "RGB"
@@ -181,10 +181,11 @@ def test_a_cut_stream_never_holds_up_the_others(pkg, footage, lose):
         def flush(self):
             pass
 
-    ok = _Cut(live_frames, fps, cut_after=len(live_frames))  # delivers everything, then stalls
+    # delivers everything, then stalls; a buffer for all its frames, so a busy machine's pause drops none of them
+    ok = _Cut(live_frames, fps, cut_after=len(live_frames), buffer_size=len(live_frames))
     cut = _Cut(footage["rear"][0], 10.0, cut_after=15, lose=lose)  # 1.5 s, then cut
     t0 = time.monotonic()
-    with MultiRecognizer(pkg, {"ok": ok, "cut": cut}, max_seconds=6.5, jsonl=Sink()) as rec:
+    with MultiRecognizer(pkg, {"ok": ok, "cut": cut}, max_seconds=8.0, jsonl=Sink()) as rec:
         for r in rec:
             seen[r.stream].append((time.monotonic() - t0, r))
     # the healthy stream: every window, each within a step of its frame (no wait for the cut camera)
@@ -194,7 +195,9 @@ def test_a_cut_stream_never_holds_up_the_others(pkg, footage, lose):
     for a, b in zip(alone, ok_results):
         assert np.abs(a.logits - b.logits).max() <= 1e-5
     late = [r.latency_ms for r in ok_results]
-    assert max(late) < 500, late  # paced at 15 fps: a result waits for at most a step, never for the cut stream
+    # paced at 15 fps, a result waits for a step (67 ms), never for the cut stream (30 s, or for ever); the bound
+    # leaves room for a busy runner's pauses
+    assert max(late) < 2000, late
     arrival = [t for t, _ in seen["ok"]]
     assert arrival[-1] >= 4.0  # results kept coming after the cut at 1.5 s
     if lose:

@@ -56,14 +56,14 @@ def test_frames_carry_their_header_stamp_or_the_receive_time():
 def test_a_silent_topic_is_lost_after_its_timeout_and_restored_by_the_next_message():
     src = TopicSource("/cam", timeout_s=0.4, queue_size=8).start()
     try:
+        t0 = time.monotonic()  # the timeout counts from the last message
         src.put(_msg(1.0))
         _read(src)
-        t0 = time.monotonic()
         while src.stats().connected:
-            assert time.monotonic() - t0 < 3, "never lost"
+            assert time.monotonic() - t0 < 5, "never lost"
             time.sleep(0.02)
         lost_after = time.monotonic() - t0
-        assert 0.3 < lost_after < 1.5 and src.stats().failed_reads == 1
+        assert 0.35 < lost_after < 3 and src.stats().failed_reads == 1
         assert src.read(timeout=0.5) is None  # nothing until the topic speaks again
         src.put(_msg(9.0))
         frame = _read(src)

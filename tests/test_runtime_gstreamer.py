@@ -150,14 +150,14 @@ def test_csi_where_nvarguscamerasrc_is_missing_fails_at_once(run_source):
         pytest.skip("csi://0 opened: this machine is a Jetson with a camera")
     assert out["error"] == "GStreamerElementError", out
     assert "nvarguscamerasrc" in out["message"] and "JetPack" in out["message"]
-    assert out["open_s"] < 5
+    assert out["open_s"] < 15  # minutes before the fix; a first registry scan on a busy runner takes seconds
 
 
 def test_misspelled_element_fails_at_once_naming_it(run_source):
     out = run_source({"uri": f"videotestsrcc ! {BGR}"})
     assert out["error"] == "GStreamerElementError", out
     assert "'videotestsrcc'" in out["message"] and "did you mean 'videotestsrc'" in out["message"]
-    assert out["open_s"] < 5
+    assert out["open_s"] < 15  # minutes before the fix; a first registry scan on a busy runner takes seconds
 
 
 def test_unchecked_missing_element_is_bounded_by_the_open_deadline(run_source):
@@ -165,7 +165,7 @@ def test_unchecked_missing_element_is_bounded_by_the_open_deadline(run_source):
     out = run_source({"uri": f"videotestsrcc ! {BGR}", "options": {"open_timeout_s": 2}, "no_registry": True})
     assert out["error"] == "SourceOpenError", out
     assert "open_timeout_s" in out["message"] and "within 2 s" in out["message"]
-    assert 1.9 <= out["open_s"] < 5
+    assert 1.9 <= out["open_s"] < 10  # the 2 s deadline, not the minutes an unbounded open hangs
 
 
 def test_pipeline_that_never_starts_is_bounded_by_the_open_deadline(run_source, tmp_path):
@@ -173,7 +173,7 @@ def test_pipeline_that_never_starts_is_bounded_by_the_open_deadline(run_source, 
     os.mkfifo(fifo)  # filesrc blocks opening a FIFO that nobody writes
     out = run_source({"uri": f"filesrc location={fifo} ! decodebin ! {BGR}", "options": {"open_timeout_s": 2}})
     assert out["error"] == "SourceOpenError", out
-    assert 1.9 <= out["open_s"] < 5
+    assert 1.9 <= out["open_s"] < 10  # the 2 s deadline, not the minutes an unbounded open hangs
 
 
 def test_num_buffers_pipeline_ends_like_a_file(run_source):
@@ -227,4 +227,5 @@ def test_live_pipeline_that_stalls_is_lost_and_comes_back(run_source):
     assert out["end"] == "restored", out
     assert out["stats"]["reconnects"] >= 1 and out["stats"]["failed_reads"] >= 1
     print(f"\ngstreamer udpsrc: sender back -> first frame {out['restore_to_frame_s']:.2f} s")
-    assert 0 < out["restore_to_frame_s"] <= 1.0 + 2.0 + 1.0  # cap + one open deadline + 1 s
+    # cap + one open deadline + the new sender's start (plugin loading) and first frame: ~1 s idle, more when busy
+    assert 0 < out["restore_to_frame_s"] <= 1.0 + 2.0 + 6.0

@@ -142,10 +142,11 @@ def test_results_reach_the_iterator_without_waiting_for_the_next_frame(pkg):
 
     made = {}
     uri = "synthetic://?seed=6&segments=2&fps=10&speed=1"  # paced like a camera: a frame every 100 ms
-    with Recognizer(pkg, uri, max_seconds=4.0, on_result=lambda r: made.__setitem__(r.frame_index, time.monotonic())) as rec:
+    with Recognizer(pkg, uri, max_seconds=6.0, on_result=lambda r: made.__setitem__(r.frame_index, time.monotonic())) as rec:
         delays = [time.monotonic() - made[r.frame_index] for r in rec]
     assert len(delays) >= 5
-    assert float(np.median(delays)) < 0.03, delays  # a frame interval would be 0.1 s
+    # a few ms idle; waiting for the next frame would be a frame interval (0.1 s) each time; room for a busy runner
+    assert float(np.median(delays)) < 0.07, delays
 
 
 def _long_images(seed: int = 8, segments: int = 4, n: int = 60):

@@ -319,8 +319,12 @@ def test_hooks_feed_a_stream_from_a_recognizer(tmp_path_factory):
                         keep_images=True, on_result=hooks.on_result, on_event=hooks.on_event) as rec:
             hooks.watch(rec)
             results = list(rec)
-            time.sleep(1.5)  # one telemetry tick
-            snap = server.snapshot()["streams"][0]
+            deadline = time.monotonic() + 10  # the stats reach the page on the next telemetry tick (1 s)
+            while True:
+                snap = server.snapshot()["streams"][0]
+                if (snap["stats"] or {}).get("results") == len(results) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
         lines = [json.loads(ln) for ln in out.getvalue().splitlines()]
         jpeg = server.wait_frame(-1, 1.0, "cam")[1]
     assert results and all(r.image is None for r in results)  # released once drawn

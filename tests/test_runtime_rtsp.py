@@ -29,6 +29,16 @@ PKG_020 = Path(__file__).parent / "data" / "package-0.2.0"
 KEY_INT = 5  # frames between the server's key frames (a third of a second at 15 fps)
 FPS = 15
 CAP_S = 1.0  # the reconnect cap the restart tests use
+# The wall-clock bound on "camera back -> first frame" beyond the cap: a stuck or uncapped reconnect is far slower;
+# a freshly started server, FFmpeg's open and probe and its first key frame take ~1 s idle, several on a busy runner.
+# That the backoff honours its cap is checked from the delays the source logs, which no load can stretch.
+SLACK_S = 8.0
+
+
+def _reconnect_delays(caplog) -> List[float]:
+    """The backoff delays the source logged ("... attempt N in D s")."""
+    return [float(r.args[-1]) for r in caplog.records
+            if isinstance(r.args, tuple) and r.args and "attempt %d in %.2f s" in str(r.msg)]
 ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 
 pytestmark = [pytest.mark.camera]
@@ -186,9 +196,10 @@ def _restart_and_time(server: RtspServer, src: S.Source, outage_s: float) -> flo
 
 
 @pytest.mark.parametrize("transport", ["tcp", "udp"])
-def test_rtsp_camera_killed_and_restarted_reconnects_by_itself(server, transport):
+def test_rtsp_camera_killed_and_restarted_reconnects_by_itself(server, transport, caplog):
+    caplog.set_level("WARNING", logger="aknet_edge.runtime.sources")
     src = S.open_source(server.url, rtsp_transport=transport, reconnect_initial_s=0.2, reconnect_max_s=CAP_S,
-                        read_timeout_s=2.0, open_timeout_s=4.0)
+                        read_timeout_s=4.0, open_timeout_s=4.0)
     try:
         assert _frames(src, 10, 15) == 10
         took = _restart_and_time(server, src, outage_s=3.0)
@@ -197,19 +208,22 @@ def test_rtsp_camera_killed_and_restarted_reconnects_by_itself(server, transport
         st = src.stats()
         assert st.reconnects == 1 and st.connected and st.corrupt == 0
         assert _frames(src, 10, 10) == 10
-        assert took <= CAP_S + 1.0 + 1.0, took  # the cap, the open and the first key frame
+        delays = _reconnect_delays(caplog)
+        assert delays and max(delays) <= CAP_S + 1e-9, delays  # never longer than the cap, however long it was down
+        assert took <= CAP_S + SLACK_S, took  # the cap, the open and the first key frame
         assert all(s.startswith("RTP/AVP/TCP" if transport == "tcp" else "RTP/AVP/UDP") for s in server.setups)
     finally:
         src.close()
 
 
-def test_recognizer_resumes_after_the_rtsp_camera_restarts(server):
-    """Through the Recognizer: results come back by themselves, within the cap + one window span + 1 s."""
+def test_recognizer_resumes_after_the_rtsp_camera_restarts(server, caplog):
+    """Through the Recognizer: results come back by themselves, within the cap + one window span + 1 s idle."""
     pytest.importorskip("onnxruntime")
     from aknet_edge.runtime import Recognizer
 
+    caplog.set_level("WARNING", logger="aknet_edge.runtime.sources")
     arrivals: List[tuple] = []
-    opts = {"reconnect_initial_s": 0.2, "reconnect_max_s": CAP_S, "read_timeout_s": 2.0, "open_timeout_s": 4.0}
+    opts = {"reconnect_initial_s": 0.2, "reconnect_max_s": CAP_S, "read_timeout_s": 4.0, "open_timeout_s": 4.0}
     with Recognizer(PKG_020, server.url, backend="onnxruntime", source_options=opts,
                     on_result=lambda r: arrivals.append((time.monotonic(), r.timestamp))) as rec:
         span = rec.spec.span_s
@@ -235,4 +249,6 @@ def test_recognizer_resumes_after_the_rtsp_camera_restarts(server):
         print(f"\nrecognizer over rtsp/tcp: camera back -> first result {took:.2f} s (reconnect cap {CAP_S:g} s, "
               f"window span {span:g} s, key frame every {KEY_INT / FPS:.2f} s)")
         assert rec.source.stats().reconnects == 1
-        assert took <= CAP_S + span + 1.0, took
+        delays = _reconnect_delays(caplog)
+        assert delays and max(delays) <= CAP_S + 1e-9, delays
+        assert took <= CAP_S + span + SLACK_S, took

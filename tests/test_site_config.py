@@ -132,7 +132,7 @@ metrics_port: 0
 event_clips: {clips}
 pre_roll: 0.5
 post_roll: 0.5
-max_seconds: 4
+max_seconds: 8                  # room for the HTTP checks below on a busy runner
 """ + extra)
     proc = subprocess.Popen([sys.executable, "-m", "aknet_edge.run", "--config", str(site)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=str(REPO))

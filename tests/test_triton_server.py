@@ -29,7 +29,9 @@ import triton_server  # noqa: E402
 from conftest import assert_valid_jsonl  # noqa: E402
 
 PACKAGE = Path(__file__).parent / "data" / "package-0.2.0"
-IDLE_S = 2.0  # the repository's sequence idle limit in these tests
+# the repository's sequence idle limit in these tests: longer than any pause between two steps of a test (local
+# reference runs included) on a busy runner, short enough to wait out where a test needs the server to drop one
+IDLE_S = 4.0
 pytestmark = pytest.mark.slow
 
 _why = triton_server.unavailable()
@@ -700,7 +702,8 @@ def test_a_stalled_servers_timeout_is_part_of_the_outage(server, package):
     assert (stream.state, clips.state) == (tc.LIVE, tc.LIVE)
     restored = {who: info["outage_s"] for who, s, info in states if s == tc.LIVE}
     # from the request, not from the timeout: about 3.0 and 2.0 s (from the timeouts: about 2.0 and 1.0)
-    assert restored["stream"] >= resumed - stopped - 0.05 and restored["clip"] >= resumed - clip_sent - 0.05
+    # (the requests leave a little after the clock readings: preparing them on a busy runner can take a while)
+    assert restored["stream"] >= resumed - stopped - 0.5 and restored["clip"] >= resumed - clip_sent - 0.5
     assert stream.stats().outage_s == pytest.approx(restored["stream"], abs=0.01)
     stream.close()
     clips.close()

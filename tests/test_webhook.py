@@ -116,7 +116,7 @@ def test_a_failing_slow_receiver_gets_every_event_once_signed_and_recognition_ke
         assert headers["Content-Type"] == "application/json"
     assert sink.sent == len(events) and sink.retries == 3 and sink.rejected == 0 and sink.dropped == 0
     # loose: the machine is shared; a sink that made recognition wait for the receiver would be ~10x slower
-    assert rate > 0.5 * bare_rate, (rate, bare_rate)
+    assert rate > 0.3 * bare_rate, (rate, bare_rate)
 
 
 def _event(i: int) -> ActionEvent:
@@ -151,7 +151,7 @@ def test_a_receiver_that_is_away_fills_a_bounded_queue_and_never_holds_the_hook(
         t0 = time.perf_counter()
         sink.event(_event(i))
         slowest = max(slowest, time.perf_counter() - t0)
-    assert slowest < 0.1  # a hook that waited for the receiver would take a timeout (1 s) or more
+    assert slowest < 0.5  # a hook that waited for the receiver would take a timeout (1 s) or more
     assert sink.queue_depth == 3 and sink.dropped == 7
     t0 = time.perf_counter()
     sink.close()
@@ -213,7 +213,9 @@ def test_webhook_urls_never_show_their_password(caplog):
         sink.open()
         with caplog.at_level(logging.WARNING, "aknet_edge.runtime.webhook"):
             sink.event(_event(0))
-            time.sleep(0.3)
+            deadline = time.monotonic() + 10
+            while not receiver.requests and time.monotonic() < deadline:  # the worker's first try
+                time.sleep(0.02)
             sink.close()
         assert receiver.requests and receiver.requests[0][1]["Authorization"].startswith("Basic ")
     assert caplog.records and not any("pa55word" in r.getMessage() for r in caplog.records)
