@@ -29,6 +29,7 @@ PKG_020 = Path(__file__).parent / "data" / "package-0.2.0"
 KEY_INT = 5  # frames between the server's key frames (a third of a second at 15 fps)
 FPS = 15
 CAP_S = 1.0  # the reconnect cap the restart tests use
+ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 # The wall-clock bound on "camera back -> first frame" beyond the cap: a stuck or uncapped reconnect is far slower;
 # a freshly started server, FFmpeg's open and probe and its first key frame take ~1 s idle, several on a busy runner.
 # That the backoff honours its cap is checked from the delays the source logs, which no load can stretch.
@@ -39,7 +40,6 @@ def _reconnect_delays(caplog) -> List[float]:
     """The backoff delays the source logged ("... attempt N in D s")."""
     return [float(r.args[-1]) for r in caplog.records
             if isinstance(r.args, tuple) and r.args and "attempt %d in %.2f s" in str(r.msg)]
-ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 
 pytestmark = [pytest.mark.camera]
 
@@ -217,7 +217,8 @@ def test_rtsp_camera_killed_and_restarted_reconnects_by_itself(server, transport
 
 
 def test_recognizer_resumes_after_the_rtsp_camera_restarts(server, caplog):
-    """Through the Recognizer: results come back by themselves, within the cap + one window span + 1 s idle."""
+    """Through the Recognizer: results come back by themselves, the backoff never longer than its cap (first result
+    about cap + one window span after the camera is back, on an idle machine)."""
     pytest.importorskip("onnxruntime")
     from aknet_edge.runtime import Recognizer
 
