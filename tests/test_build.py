@@ -359,7 +359,8 @@ def test_sigterm_during_a_build_leaves_nothing(tmp_path):
     temporary folder has no manifest yet, so the signal lands before the package is written whatever the machine's
     load (a build of this size finishes ~2 s after its folder appears; a busy CI runner once slept past that)."""
     import signal
-    import time
+
+    from test_runtime_support import wait_for
 
     for attempt in range(3):
         out = tmp_path / f"try{attempt}" / "pkg"
@@ -367,10 +368,8 @@ def test_sigterm_during_a_build_leaves_nothing(tmp_path):
         proc = subprocess.Popen([sys.executable, "-m", "aknet_edge.build", "--no-progress", "--out", str(out), *FP32],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and proc.poll() is None and not list(out.parent.glob(".pkg.building-*")):
-                time.sleep(0.02)
-            assert list(out.parent.glob(".pkg.building-*")) or proc.poll() is not None, "the build never started"
+            started = wait_for(lambda: proc.poll() is not None or list(out.parent.glob(".pkg.building-*")), 120, 0.02)
+            assert started, "the build never started"
             mid_build = []
             if proc.poll() is None:  # not yet reaped: its pid is still this build's
                 os.kill(proc.pid, signal.SIGSTOP)

@@ -19,6 +19,7 @@ from aknet_edge.runtime import Recognizer
 from aknet_edge.runtime.preview import PreviewServer
 from aknet_edge.runtime.preview import server as server_mod
 from aknet_edge.runtime.sources.memory import ArraySource
+from test_runtime_support import wait_for
 
 PKG = Path(__file__).parent / "data" / "package-0.2.0"
 
@@ -37,15 +38,6 @@ def _get(server: PreviewServer, path: str, host: str = None, headers: bytes = b"
 
 def _status(reply: bytes) -> int:
     return int(reply.split(b" ", 2)[1])
-
-
-def _wait(cond, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
 
 
 def test_a_loopback_preview_refuses_other_host_names():
@@ -88,7 +80,7 @@ def test_a_client_trickling_its_headers_is_cut_off(monkeypatch):
             time.sleep(0.4)
         s.close()
         assert closed and time.monotonic() - t0 < 4.0
-        assert _wait(lambda: not server._clients, 3)
+        assert wait_for(lambda: not server._clients, 3)
 
 
 def test_an_mjpeg_client_that_hangs_up_while_the_camera_is_down_frees_its_thread():
@@ -96,9 +88,9 @@ def test_an_mjpeg_client_that_hangs_up_while_the_camera_is_down_frees_its_thread
         s = socket.create_connection((server.host, server.port), timeout=5)
         s.sendall(f"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
         assert s.recv(64).startswith(b"HTTP/1.0 200")
-        assert _wait(lambda: len(server._clients) == 1, 2)
+        assert wait_for(lambda: len(server._clients) == 1, 2)
         s.close()
-        assert _wait(lambda: not server._clients, 2)
+        assert wait_for(lambda: not server._clients, 2)
 
 
 def test_connections_are_bounded(monkeypatch):
@@ -106,11 +98,11 @@ def test_connections_are_bounded(monkeypatch):
     monkeypatch.setattr(server_mod, "HEADER_DEADLINE_S", 2.0)
     with PreviewServer(port=0) as server:
         idle = [socket.create_connection((server.host, server.port), timeout=5) for _ in range(3)]
-        assert _wait(lambda: len(server._clients) == 3, 2)
+        assert wait_for(lambda: len(server._clients) == 3, 2)
         extra = socket.create_connection((server.host, server.port), timeout=5)
         assert extra.recv(16) == b""  # refused at once: closed without an answer
         extra.close()
-        assert _wait(lambda: not server._clients, 5)  # the idle ones are cut off at the header deadline
+        assert wait_for(lambda: not server._clients, 5)  # the idle ones are cut off at the header deadline
         assert _status(_get(server, "/state.json")) == 200  # and the server serves again
         for s in idle:
             s.close()
@@ -152,7 +144,7 @@ def test_an_mjpeg_client_that_sends_more_then_hangs_up_while_the_camera_is_down_
         s.sendall(b"more bytes the stream never reads")
         time.sleep(0.3)
         s.close()
-        assert _wait(lambda: not server._clients, 3)
+        assert wait_for(lambda: not server._clients, 3)
 
 
 def test_connections_are_counted_where_they_are_accepted_and_need_no_extra_thread(monkeypatch):
@@ -177,7 +169,7 @@ def test_connections_are_counted_where_they_are_accepted_and_need_no_extra_threa
             s.close()
         assert served <= 4 and threads <= 4, (served, threads)
         assert refused == 8
-        assert _wait(lambda: not server._clients, 4)
+        assert wait_for(lambda: not server._clients, 4)
         assert _status(_get(server, "/state.json")) == 200  # the slots came back
 
 

@@ -76,7 +76,7 @@ def _publish(pubs_frames, rate: float = RATE) -> float:
     """Publish frame i of every (publisher, frames, encoding) together, ``rate`` frames a second; the monotonic
     time of the last publish."""
     n = max(len(frames) for _, frames, _ in pubs_frames)
-    t0 = time.monotonic()
+    t0 = last = time.monotonic()
     for i in range(n):
         for pub, frames, enc in pubs_frames:
             if i < len(frames):

@@ -33,7 +33,7 @@ from aknet_edge.runtime.preview import (BOUNDARY, DEFAULT_STREAM, MjpegServer, P
                                         PreviewSink)
 from aknet_edge.runtime.telemetry import TelemetrySnapshot
 
-from test_runtime_support import demo_package
+from test_runtime_support import demo_package, wait_for
 
 PEER = Path(__file__).parent / "peers" / "preview_run.py"
 REPO = Path(__file__).resolve().parents[1]
@@ -319,12 +319,9 @@ def test_hooks_feed_a_stream_from_a_recognizer(tmp_path_factory):
                         keep_images=True, on_result=hooks.on_result, on_event=hooks.on_event) as rec:
             hooks.watch(rec)
             results = list(rec)
-            deadline = time.monotonic() + 10  # the stats reach the page on the next telemetry tick (1 s)
-            while True:
-                snap = server.snapshot()["streams"][0]
-                if (snap["stats"] or {}).get("results") == len(results) or time.monotonic() > deadline:
-                    break
-                time.sleep(0.1)
+            # the stats reach the page on the next telemetry tick (1 s)
+            wait_for(lambda: (server.snapshot()["streams"][0]["stats"] or {}).get("results") == len(results), 10)
+            snap = server.snapshot()["streams"][0]
         lines = [json.loads(ln) for ln in out.getvalue().splitlines()]
         jpeg = server.wait_frame(-1, 1.0, "cam")[1]
     assert results and all(r.image is None for r in results)  # released once drawn

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -12,6 +14,17 @@ _LOCK = threading.Lock()
 
 
 COMMITTED_PACKAGE = Path(__file__).parent / "data" / "package-0.2.0"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
+    """``predicate()``'s first truthy value within ``timeout`` seconds, else its last value: the tests' one way to
+    wait for something a thread or another process does, instead of a fixed sleep a busy runner can outlast."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = predicate()
+    return value
 
 
 def _has_torch() -> bool:

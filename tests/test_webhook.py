@@ -22,6 +22,7 @@ from aknet_edge.runtime import Recognizer
 from aknet_edge.runtime.events import ActionEvent
 from aknet_edge.runtime.webhook import SIGNATURE_HEADER, WebhookOptions, WebhookSink, signature, verify
 from conftest import REPO
+from test_runtime_support import wait_for
 
 PKG = REPO / "tests" / "data" / "package-0.2.0"  # runs without building anything (and without torch)
 SRC = "synthetic://?seed=3&segments=4&speed=0&size=112&block=true"  # unpaced: as fast as recognition goes
@@ -213,9 +214,7 @@ def test_webhook_urls_never_show_their_password(caplog):
         sink.open()
         with caplog.at_level(logging.WARNING, "aknet_edge.runtime.webhook"):
             sink.event(_event(0))
-            deadline = time.monotonic() + 10
-            while not receiver.requests and time.monotonic() < deadline:  # the worker's first try
-                time.sleep(0.02)
+            wait_for(lambda: receiver.requests, 10)  # the worker's first try
             sink.close()
         assert receiver.requests and receiver.requests[0][1]["Authorization"].startswith("Basic ")
     assert caplog.records and not any("pa55word" in r.getMessage() for r in caplog.records)
